@@ -1,0 +1,1 @@
+"""Developer scripts: Azurite, the local demo, set-up."""

@@ -1,0 +1,94 @@
+"""Start the project's Azurite (from node_modules) on a free loopback port, and stop it.
+
+Used by the test fixtures and the demo. Azurite gets its own data folder and is stopped
+by its process id; nothing else on the machine is touched.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+AZURITE_BLOB = ROOT / "node_modules" / ".bin" / "azurite-blob"
+ACCOUNT = "devstoreaccount1"
+
+
+def _development_key() -> str:
+    """Azurite's fixed, published development key, as the Azure SDK expands UseDevelopmentStorage."""
+    from azure.storage.blob import BlobServiceClient
+
+    return BlobServiceClient.from_connection_string("UseDevelopmentStorage=true").credential.account_key
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Azurite:
+    port: int
+    location: Path
+    process: subprocess.Popen | None = None
+    _owns_location: bool = field(default=False, repr=False)
+
+    @property
+    def blob_endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}/{ACCOUNT}"
+
+    @property
+    def connection_string(self) -> str:
+        return (f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT};AccountKey={_development_key()};"
+                f"BlobEndpoint={self.blob_endpoint};")
+
+    def start(self, timeout: float = 30.0) -> Azurite:
+        if not AZURITE_BLOB.exists():
+            raise RuntimeError(f"Azurite is not installed at {AZURITE_BLOB}: run `npm ci` (scripts/bootstrap does).")
+        log = open(self.location / "azurite.log", "ab")
+        self.process = subprocess.Popen(
+            [str(AZURITE_BLOB), "--blobHost", "127.0.0.1", "--blobPort", str(self.port), "--location", str(self.location),
+             "--skipApiVersionCheck", "--disableTelemetry", "--silent"],
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"Azurite exited with {self.process.returncode}; see {self.location / 'azurite.log'}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    return self
+            except OSError:
+                time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"Azurite did not listen on 127.0.0.1:{self.port} within {timeout} s")
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        self.process = None
+
+    def cleanup(self) -> None:
+        self.stop()
+        if self._owns_location:
+            shutil.rmtree(self.location, ignore_errors=True)
+
+
+def start_azurite(port: int | None = None, location: Path | None = None) -> Azurite:
+    owns = location is None
+    location = location or Path(tempfile.mkdtemp(prefix="ncrefs-azurite-"))
+    location.mkdir(parents=True, exist_ok=True)
+    return Azurite(port or free_port(), location, _owns_location=owns).start()

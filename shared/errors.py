@@ -1,0 +1,101 @@
+"""One error taxonomy for the CLI, the HTTP API and the blob trigger.
+
+Every failure the core reports is an :class:`NcrefsError` with a stable code, a message
+saying what is wrong, a hint saying what to do, and whether trying again can help.
+``ERROR_TABLE`` maps each code to its HTTP status and CLI exit code, in one place.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+
+@dataclass(frozen=True)
+class ErrorKind:
+    http_status: int
+    exit_code: int
+    retryable: bool
+
+
+# CLI exit codes: 2 = permanent (bad input, fix it and run again), 1 = retryable or internal.
+ERROR_TABLE: dict[str, ErrorKind] = {
+    "invalid_request": ErrorKind(400, 2, False),
+    "source_not_allowed": ErrorKind(403, 2, False),
+    "source_not_found": ErrorKind(404, 2, False),
+    "not_netcdf": ErrorKind(422, 2, False),
+    "not_virtualizable": ErrorKind(422, 2, False),
+    "corrupt_file": ErrorKind(422, 2, False),
+    "source_changed": ErrorKind(409, 1, True),
+    "storage_unavailable": ErrorKind(503, 1, True),
+    "internal": ErrorKind(500, 1, False),
+}
+
+
+class NcrefsError(Exception):
+    code: ClassVar[str] = "internal"
+    default_hint: ClassVar[str] = "This is a bug in ncrefs; report it with the correlation id."
+
+    def __init__(self, message: str, *, hint: str | None = None, variable: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.hint = hint or self.default_hint
+        self.variable = variable
+
+    @property
+    def kind(self) -> ErrorKind:
+        return ERROR_TABLE[self.code]
+
+    @property
+    def retryable(self) -> bool:
+        return self.kind.retryable
+
+    def to_dict(self) -> dict[str, object]:
+        info: dict[str, object] = {"code": self.code, "message": self.message, "hint": self.hint, "retryable": self.retryable}
+        if self.variable:
+            info["variable"] = self.variable
+        return info
+
+
+class InvalidRequest(NcrefsError):
+    code = "invalid_request"
+    default_hint = "Check the request's fields and values against the documentation, then try again."
+
+
+class SourceNotAllowed(NcrefsError):
+    code = "source_not_allowed"
+    default_hint = "Give a blob in the configured storage account and its source or refs container."
+
+
+class SourceNotFound(NcrefsError):
+    code = "source_not_found"
+    default_hint = "Check the container and blob name (they are case-sensitive) and that the upload finished."
+
+
+class NotNetCDF(NcrefsError):
+    code = "not_netcdf"
+    default_hint = "Only NetCDF3 (classic, 64-bit offset, CDF5) and NetCDF4/HDF5 files can be referenced."
+
+
+class NotVirtualizable(NcrefsError):
+    code = "not_virtualizable"
+    default_hint = "Convert this variable (e.g. with nccopy or xarray) to a supported codec/dtype, or drop it."
+
+
+class CorruptFile(NcrefsError):
+    code = "corrupt_file"
+    default_hint = "The file is damaged or incomplete: upload it again in full, then retry."
+
+
+class SourceChanged(NcrefsError):
+    code = "source_changed"
+    default_hint = "The source was overwritten while it was read; run again to reference the new version."
+
+
+class StorageUnavailable(NcrefsError):
+    code = "storage_unavailable"
+    default_hint = "Storage did not answer; check the connection settings and try again shortly."
+
+
+class InternalError(NcrefsError):
+    code = "internal"

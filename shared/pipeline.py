@@ -1,0 +1,173 @@
+"""The one entry point: locate -> sniff -> virtualize -> scan -> write.
+
+The CLI, the HTTP function and the blob trigger all build a :class:`ReferenceRequest` and
+call :func:`generate_reference`. It is a pure function of the request, the settings and the
+storage it talks to, so it can run in any process or behind any trigger.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+
+from shared.errors import InternalError, InvalidRequest, NcrefsError, SourceChanged, SourceNotAllowed
+from shared.formats import sniff
+from shared.models import ErrorInfo, ReferenceRequest, ReferenceResult
+from shared.paths import BlobLocation, LocalLocation, Location, format_for_target, parse_location, reference_location
+from shared.scan import scan_refs
+from shared.settings import Settings
+from shared.storage import Storage
+from shared.virtualize import virtualize
+from shared.writer import Provenance, write_reference
+
+log = logging.getLogger("ncrefs")
+
+
+@dataclass(frozen=True)
+class AccessPolicy:
+    """What a caller may touch. The CLI may use any container and local files; the HTTP API
+    and the blob trigger only the configured source and refs containers."""
+
+    allow_local: bool = True
+    source_containers: frozenset[str] | None = None
+    target_containers: frozenset[str] | None = None
+
+    @classmethod
+    def configured(cls, settings: Settings) -> AccessPolicy:
+        return cls(
+            allow_local=False,
+            source_containers=frozenset({settings.source_container}),
+            target_containers=frozenset({settings.refs_container}),
+        )
+
+    def check(self, location: Location, containers: frozenset[str] | None, what: str) -> None:
+        if isinstance(location, BlobLocation) and containers is not None and location.container not in containers:
+            raise SourceNotAllowed(
+                f"The {what} is in container {location.container!r}; only {', '.join(sorted(containers))} may be used here."
+            )
+
+
+def generate_reference(
+    request: ReferenceRequest, settings: Settings, storage: Storage, policy: AccessPolicy = AccessPolicy()
+) -> ReferenceResult:
+    """Reference one file; raise an :class:`NcrefsError` for anything that goes wrong."""
+    started = time.perf_counter()
+    source = parse_location(request.source, what="source", allow_local=policy.allow_local)
+    policy.check(source, policy.source_containers, "source")
+    storage.check_account(source)
+    target = _target(request, source, settings, storage, policy)
+
+    info = storage.source_info(source)
+    reader = storage.open_reader(source, info, settings.read_block_size)
+    try:
+        file_format = sniff(reader.read_at, info.size, str(source))
+        url = source.url(settings.url_scheme, storage.account_name if settings.url_scheme == "https" else None)
+        virtual = virtualize(reader, file_format, url, inline_threshold=settings.inline_threshold)
+    finally:
+        reader.close()
+    report = scan_refs(virtual.refs)
+    chunk_count = sum(v.chunk_count for v in report.variables)
+    fmt = _choose_format(request, target, chunk_count, settings)
+    if target is None:
+        target = reference_location(source, fmt=fmt, refs_container=settings.refs_container,
+                                    source_container=settings.source_container)
+
+    result = ReferenceResult(
+        status="scanned" if request.scan_only else "success",
+        input=url,
+        output=None if request.scan_only else _display(target, settings, storage),
+        format=None if request.scan_only else fmt,
+        groups=virtual.groups,
+        warnings=virtual.warnings + report.warnings,
+        chunk_count=chunk_count,
+        bytes_read=reader.stats.bytes_read,
+        requests=reader.stats.requests,
+        read_plan=virtual.plan,
+        source_etag=info.etag,
+        source_size=info.size,
+        scan=report,
+        **_summary(virtual.refs),
+    )
+    if not request.scan_only:
+        # The reference must describe the bytes that are there now: if the source was
+        # replaced after our last read, write nothing.
+        if storage.source_info(source).etag != info.etag:
+            raise SourceChanged(f"{source} was overwritten while it was being referenced; nothing was written.")
+        result.reference_bytes = write_reference(storage, virtual.refs, target, fmt, Provenance(str(source), info))
+    result.elapsed_s = round(time.perf_counter() - started, 3)
+    return result
+
+
+def run_request(request: ReferenceRequest, settings: Settings, storage: Storage,
+                policy: AccessPolicy = AccessPolicy()) -> ReferenceResult:
+    """:func:`generate_reference`, with every failure turned into an error result."""
+    try:
+        return generate_reference(request, settings, storage, policy)
+    except Exception as error:  # noqa: BLE001 - every failure becomes a typed result
+        return error_result(request.source, error)
+
+
+def error_result(source: str, error: Exception) -> ReferenceResult:
+    if not isinstance(error, NcrefsError):
+        correlation_id = uuid.uuid4().hex
+        log.exception("internal error %s while referencing %s", correlation_id, source)
+        error = InternalError(f"An unexpected error occurred (correlation id {correlation_id}).")
+        info = ErrorInfo(**error.to_dict(), correlation_id=correlation_id)
+    else:
+        info = ErrorInfo(**error.to_dict())
+    return ReferenceResult(status="error", input=source, error=info)
+
+
+def _target(request: ReferenceRequest, source: Location, settings: Settings, storage: Storage,
+            policy: AccessPolicy) -> Location | None:
+    if request.target is None:
+        return None  # the mapped location, once the format is known
+    target = parse_location(request.target, what="target", allow_local=policy.allow_local)
+    policy.check(target, policy.target_containers, "target")
+    storage.check_account(target)
+    implied = format_for_target(target)
+    if implied is None:
+        raise InvalidRequest(f"The target {request.target!r} must end in .json or .parquet.",
+                             hint="Name the reference file, e.g. refs/a/b/file.json.")
+    if request.format in ("json", "parquet") and request.format != implied:
+        raise InvalidRequest(f"The target {request.target!r} is a {implied} name but format {request.format!r} was asked for.")
+    if isinstance(source, LocalLocation) is not isinstance(target, LocalLocation):
+        raise InvalidRequest("A local source needs a local target, and a blob source a blob target.")
+    return target
+
+
+def _choose_format(request: ReferenceRequest, target: Location | None, chunk_count: int, settings: Settings) -> str:
+    if target is not None:
+        return format_for_target(target)  # type: ignore[return-value]
+    fmt = request.format or settings.reference_format
+    if fmt == "auto":
+        return "parquet" if chunk_count > settings.parquet_chunk_threshold else "json"
+    return fmt
+
+
+def _display(target: Location, settings: Settings, storage: Storage) -> str:
+    if isinstance(target, LocalLocation):
+        return str(target.path)
+    return target.url(settings.url_scheme, storage.account_name if settings.url_scheme == "https" else None)
+
+
+def _summary(refs: dict) -> dict:
+    """Dimensions, variable names and global attributes, as the seed API reported them."""
+    table = refs["refs"]
+    dimensions: dict[str, int] = {}
+    variables: list[str] = []
+    for key in sorted(table):
+        if not key.endswith("/.zarray"):
+            continue
+        name = key[: -len("/.zarray")]
+        group = name.rpartition("/")[0]
+        shape = json.loads(table[key])["shape"]
+        dims = json.loads(table.get(f"{name}/.zattrs", "{}")).get("_ARRAY_DIMENSIONS", [])
+        for dim, size in zip(dims, shape):
+            dimensions[f"{group}/{dim}" if group else dim] = size
+        variables.append(name)
+    attributes = json.loads(table.get(".zattrs", "{}"))
+    return {"dimensions": dimensions, "variables": variables, "attributes": attributes}

@@ -1,0 +1,235 @@
+"""Storage I/O: blob properties, ranged reads pinned to one blob version, atomic reference writes.
+
+Ranged reads of sources go through obstore (what virtualizarr's parsers are built on); the
+rest (properties, uploads with metadata, listings) through azure-storage-blob. Both come
+from the same settings: a connection string (Azurite, or an account key), or a blob
+service URI with a managed identity. Local files are served too, for the CLI.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from functools import cached_property
+from urllib.parse import urlsplit
+
+import obstore
+from azure.core.exceptions import AzureError, HttpResponseError, ResourceExistsError, ResourceNotFoundError
+from azure.storage.blob import BlobServiceClient, ContentSettings
+from obstore.exceptions import NotFoundError, PreconditionError
+from obstore.store import AzureStore
+
+from shared.errors import (
+    InvalidRequest,
+    SourceChanged,
+    SourceNotAllowed,
+    SourceNotFound,
+    StorageUnavailable,
+)
+from shared.paths import BlobLocation, LocalLocation, Location
+from shared.reader import RangeReader
+from shared.settings import Settings
+
+# Fail over to "storage unavailable" (retryable) within seconds, not minutes: the caller
+# (the Functions host, the backfill loop) owns the longer retry policy.
+_OBSTORE_RETRY = {"max_retries": 3, "retry_timeout": timedelta(seconds=15),
+                  "backoff": {"init_backoff": timedelta(milliseconds=100), "max_backoff": timedelta(seconds=2), "base": 2}}
+_SDK_RETRY = {"retry_total": 3, "retry_backoff_factor": 0.4, "connection_timeout": 10, "read_timeout": 60}
+
+
+@dataclass(frozen=True)
+class SourceInfo:
+    size: int
+    etag: str
+    last_modified: datetime
+
+
+@dataclass(frozen=True)
+class ListedBlob:
+    path: str
+    size: int
+    etag: str
+    metadata: dict[str, str]
+
+
+def _unavailable(error: Exception, what: str) -> StorageUnavailable:
+    return StorageUnavailable(f"Storage did not answer while {what}: {type(error).__name__}: {str(error).splitlines()[0][:300]}")
+
+
+class Storage:
+    """Talks to one storage account (and the local file system)."""
+
+    def __init__(self, settings: Settings, connection_string: str | None = None):
+        self.settings = settings
+        self._connection_string = connection_string or settings.connection_string
+        self._stores: dict[str, AzureStore] = {}
+
+    # -- clients ---------------------------------------------------------------------------
+    @cached_property
+    def _credential(self):
+        from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
+
+        if (self.settings.credential or "").lower() == "managedidentity":
+            return ManagedIdentityCredential(client_id=self.settings.client_id)
+        return DefaultAzureCredential(managed_identity_client_id=self.settings.client_id)
+
+    @cached_property
+    def service(self) -> BlobServiceClient:
+        if self._connection_string:
+            try:
+                return BlobServiceClient.from_connection_string(self._connection_string, **_SDK_RETRY)
+            except ValueError as error:
+                raise InvalidRequest(f"The storage connection string is malformed: {error}",
+                                     hint="Set DATA_STORAGE to a full connection string, or UseDevelopmentStorage=true for Azurite.") from error
+        if self.settings.blob_service_uri:
+            return BlobServiceClient(self.settings.blob_service_uri, credential=self._credential, **_SDK_RETRY)
+        raise InvalidRequest(
+            "No storage connection is configured.",
+            hint="Set DATA_STORAGE (a connection string) or DATA_STORAGE__blobServiceUri, or pass --connection-string.",
+        )
+
+    @property
+    def account_name(self) -> str:
+        return self.service.account_name
+
+    def _store(self, container: str) -> AzureStore:
+        if container not in self._stores:
+            endpoint = self.service.url.rstrip("/")
+            options = {"allow_http": True} if urlsplit(endpoint).scheme == "http" else None
+            key = getattr(self.service.credential, "account_key", None)
+            if key:
+                auth = {"account_key": key}
+            else:
+                from obstore.auth.azure import AzureCredentialProvider
+
+                auth = {"credential_provider": AzureCredentialProvider(self._credential)}
+            self._stores[container] = AzureStore(
+                container, account_name=self.account_name, endpoint=endpoint,
+                client_options=options, retry_config=_OBSTORE_RETRY, **auth,
+            )
+        return self._stores[container]
+
+    def check_account(self, location: Location) -> None:
+        """Refuse a blob URL that names another storage account than the one configured."""
+        if isinstance(location, BlobLocation) and location.account and location.account != self.account_name:
+            raise SourceNotAllowed(
+                f"{location.account!r} is not the configured storage account ({self.account_name!r}).",
+                hint="Give a blob in the configured account, or configure the connection for that account.",
+            )
+
+    # -- sources ---------------------------------------------------------------------------
+    def source_info(self, location: Location) -> SourceInfo:
+        if isinstance(location, LocalLocation):
+            try:
+                stat = location.path.stat()
+            except FileNotFoundError as error:
+                raise SourceNotFound(f"{location} does not exist.") from error
+            if not location.path.is_file():
+                raise InvalidRequest(f"{location} is not a file.")
+            return SourceInfo(stat.st_size, f'"{stat.st_mtime_ns:x}-{stat.st_size:x}"',
+                              datetime.fromtimestamp(stat.st_mtime, timezone.utc))
+        try:
+            props = self.service.get_blob_client(location.container, location.path).get_blob_properties()
+        except ResourceNotFoundError as error:
+            raise SourceNotFound(f"There is no blob {location.path!r} in container {location.container!r}.") from error
+        except (HttpResponseError, AzureError) as error:
+            raise _unavailable(error, f"reading the properties of {location}") from error
+        return SourceInfo(props.size, props.etag, props.last_modified)
+
+    def open_reader(self, location: Location, info: SourceInfo, block_size: int) -> RangeReader:
+        """A reader whose every GET is pinned to ``info.etag``: a changed source fails the read."""
+        if isinstance(location, LocalLocation):
+            handle = location.path.open("rb")
+
+            def fetch(start: int, end: int) -> bytes:
+                return os.pread(handle.fileno(), end - start, start)
+
+            reader = RangeReader(fetch, info.size, block_size=block_size, name=str(location))
+            reader.close = handle.close  # type: ignore[method-assign]
+            return reader
+
+        store = self._store(location.container)
+
+        def fetch(start: int, end: int) -> bytes:
+            try:
+                result = obstore.get(store, location.path, options={"range": (start, end), "if_match": info.etag})
+                return result.bytes().to_bytes()
+            except PreconditionError as error:
+                raise SourceChanged(f"{location} was overwritten while it was being read.") from error
+            except NotFoundError as error:
+                raise SourceChanged(f"{location} was deleted while it was being read.") from error
+            except Exception as error:  # obstore raises GenericError for connection failures
+                raise _unavailable(error, f"reading {location}") from error
+
+        return RangeReader(fetch, info.size, block_size=block_size, name=str(location))
+
+    def list_blobs(self, container: str, prefix: str = "", *, metadata: bool = False) -> Iterator[ListedBlob]:
+        try:
+            client = self.service.get_container_client(container)
+            for blob in client.list_blobs(name_starts_with=prefix or None, include=["metadata"] if metadata else None):
+                yield ListedBlob(blob.name, blob.size, blob.etag, dict(blob.metadata or {}))
+        except ResourceNotFoundError as error:
+            raise SourceNotFound(f"There is no container {container!r}.") from error
+        except (HttpResponseError, AzureError) as error:
+            raise _unavailable(error, f"listing {container}/{prefix}") from error
+
+    # -- writes ----------------------------------------------------------------------------
+    def ensure_container(self, container: str) -> None:
+        try:
+            self.service.create_container(container)
+        except ResourceExistsError:
+            pass
+        except (HttpResponseError, AzureError) as error:
+            raise _unavailable(error, f"creating container {container}") from error
+
+    def put(self, location: Location, data: bytes, *, content_type: str, metadata: dict[str, str] | None = None) -> None:
+        """Write one object atomically: readers see the old object or the whole new one."""
+        if isinstance(location, LocalLocation):
+            location.path.parent.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile(dir=location.path.parent, prefix=".ncrefs-", delete=False) as handle:
+                handle.write(data)
+            os.replace(handle.name, location.path)
+            return
+        try:
+            # One Put Blob (or Put Block List) call: the blob becomes visible only when it commits.
+            self.service.get_blob_client(location.container, location.path).upload_blob(
+                data, overwrite=True, metadata=metadata, content_settings=ContentSettings(content_type=content_type),
+            )
+        except ResourceNotFoundError as error:
+            raise SourceNotFound(f"There is no container {location.container!r} to write {location.path!r} into.",
+                                 hint="Create the container first (ncrefs backfill creates the refs container).") from error
+        except (HttpResponseError, AzureError) as error:
+            raise _unavailable(error, f"writing {location}") from error
+
+    def delete(self, location: Location) -> bool:
+        """Delete one object if it exists; True when something was deleted."""
+        if isinstance(location, LocalLocation):
+            if location.path.is_dir():
+                shutil.rmtree(location.path)
+                return True
+            try:
+                location.path.unlink()
+                return True
+            except FileNotFoundError:
+                return False
+        try:
+            self.service.get_blob_client(location.container, location.path).delete_blob()
+            return True
+        except ResourceNotFoundError:
+            return False
+        except (HttpResponseError, AzureError) as error:
+            raise _unavailable(error, f"deleting {location}") from error
+
+    def list_under(self, location: Location) -> list[Location]:
+        """The objects inside a directory-like reference (a Parquet reference)."""
+        if isinstance(location, LocalLocation):
+            if not location.path.is_dir():
+                return []
+            return [LocalLocation(p) for p in sorted(location.path.rglob("*")) if p.is_file()]
+        prefix = location.path.rstrip("/") + "/"
+        return [BlobLocation(location.container, b.path, location.account)
+                for b in self.list_blobs(location.container, prefix)]

@@ -1,0 +1,100 @@
+"""Serialize a reference (JSON or Parquet) and put it in place so no reader sees half of it."""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
+
+import ujson
+
+from shared import __version__
+from shared.paths import BlobLocation, LocalLocation, Location, REFERENCE_SUFFIXES
+from shared.storage import SourceInfo, Storage
+
+ZMETADATA = ".zmetadata"
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Recorded on the reference (blob metadata) so a later run can tell whether it is current."""
+
+    source: str
+    info: SourceInfo
+
+    def metadata(self) -> dict[str, str]:
+        return {
+            "ncrefs_source": quote(self.source, safe="/:@"),
+            "ncrefs_source_etag": self.info.etag.strip('"'),
+            "ncrefs_source_size": str(self.info.size),
+            "ncrefs_source_last_modified": self.info.last_modified.isoformat(),
+            "ncrefs_version": __version__,
+        }
+
+
+def sibling(target: Location, fmt: str) -> Location:
+    """The same reference under the other format's name (``x.json`` <-> ``x.parquet``)."""
+    name = target.path.name if isinstance(target, LocalLocation) else target.path
+    for suffix in REFERENCE_SUFFIXES.values():
+        if name.lower().endswith(suffix):
+            name = name[: -len(suffix)] + REFERENCE_SUFFIXES[fmt]
+            break
+    if isinstance(target, LocalLocation):
+        return LocalLocation(target.path.with_name(name))
+    return BlobLocation(target.container, name, target.account)
+
+
+def child(location: Location, name: str) -> Location:
+    if isinstance(location, LocalLocation):
+        return LocalLocation(location.path / name)
+    return BlobLocation(location.container, f"{location.path}/{name}", location.account)
+
+
+def write_reference(storage: Storage, refs: dict, target: Location, fmt: str, provenance: Provenance) -> int:
+    """Write ``refs`` to ``target``; return the reference's size in bytes.
+
+    JSON is one atomic upload. Parquet is a directory: its ``.zmetadata`` (what readers open
+    first) is removed before the parts change and written last, so a reader finds the old
+    reference, none, or the whole new one, never a mixture.
+    """
+    metadata = provenance.metadata()
+    if fmt == "json":
+        data = ujson.dumps(refs, escape_forward_slashes=False).encode()
+        storage.put(target, data, content_type="application/json", metadata=metadata)
+        written = len(data)
+    else:
+        written = _write_parquet(storage, refs, target, metadata)
+    _remove_reference(storage, sibling(target, "parquet" if fmt == "json" else "json"))
+    return written
+
+
+def _write_parquet(storage: Storage, refs: dict, target: Location, metadata: dict[str, str]) -> int:
+    from kerchunk.df import refs_to_dataframe
+
+    with tempfile.TemporaryDirectory(prefix="ncrefs-parquet-") as tmp:
+        out = Path(tmp) / "ref.parquet"
+        refs_to_dataframe(refs, str(out))
+        files = {p.relative_to(out).as_posix(): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+    storage.delete(child(target, ZMETADATA))
+    for name, data in files.items():
+        if name != ZMETADATA:
+            storage.put(child(target, name), data, content_type="application/vnd.apache.parquet")
+    for stale in storage.list_under(target):
+        if _relative(stale, target) not in files:
+            storage.delete(stale)
+    storage.put(child(target, ZMETADATA), files[ZMETADATA], content_type="application/json", metadata=metadata)
+    return sum(len(d) for d in files.values())
+
+
+def _relative(location: Location, directory: Location) -> str:
+    if isinstance(location, LocalLocation):
+        return location.path.relative_to(directory.path).as_posix()  # type: ignore[union-attr]
+    return location.path[len(directory.path.rstrip("/")) + 1 :]
+
+
+def _remove_reference(storage: Storage, target: Location) -> None:
+    """Remove a reference in either form (one object, or a Parquet directory)."""
+    storage.delete(target)
+    for part in sorted(storage.list_under(target), key=lambda loc: str(loc).endswith(ZMETADATA), reverse=True):
+        storage.delete(part)
