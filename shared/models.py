@@ -14,7 +14,7 @@ class ReferenceRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
-    source: str = Field(min_length=1, max_length=4096, validation_alias="netcdf_url",
+    source: str = Field(max_length=4096, validation_alias="netcdf_url",
                         description="Blob URL, container/path or (CLI only) local path of the NetCDF file.")
     target: str | None = Field(default=None, max_length=4096, validation_alias="output_url",
                                description="Where to write the reference; default: the mapped refs location.")

@@ -72,7 +72,6 @@ def parse_location(text: str, *, what: str = "source", allow_local: bool = True)
     """
     if not isinstance(text, str) or not text.strip():
         raise InvalidRequest(f"The {what} is empty.", hint="Give a blob URL such as abfs://raw-netcdf/a/b.nc, container/path, or a local file.")
-    text = text.strip()
     _refuse_control_characters(text, what)
     if "\\" in text:
         raise InvalidRequest(f"The {what} {text!r} contains a backslash.", hint="Use forward slashes between path segments.")
@@ -115,11 +114,6 @@ def parse_location(text: str, *, what: str = "source", allow_local: bool = True)
 def _parse_http(text: str, parts, what: str) -> BlobLocation:
     if parts.username or parts.password or "@" in parts.netloc:
         raise SourceNotAllowed(f"The {what} {text!r} carries user information, which is never accepted.")
-    if parts.query or parts.fragment:
-        raise InvalidRequest(
-            f"The {what} {text!r} has a query or fragment (a SAS token?).",
-            hint="Give the plain blob URL; access uses the app's own credentials.",
-        )
     host = (parts.hostname or "").lower()
     segments = parts.path.lstrip("/")
     match = _AZURE_HOST_RE.match(host)
@@ -134,6 +128,11 @@ def _parse_http(text: str, parts, what: str) -> BlobLocation:
         raise SourceNotAllowed(
             f"The {what} {text!r} is not a blob in an Azure storage account.",
             hint="Give https://<account>.blob.core.windows.net/<container>/<path> or abfs://<container>/<path>.",
+        )
+    if parts.query or parts.fragment:
+        raise InvalidRequest(
+            f"The {what} {text!r} has a query or fragment (a SAS token?).",
+            hint="Give the plain blob URL; access uses the app's own credentials.",
         )
     container, _, path = segments.partition("/")
     return _blob(unquote(container), unquote(path), account, text, what)

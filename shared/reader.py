@@ -9,8 +9,8 @@ megabyte another ~10 ms, so neither tiny fixed blocks (many requests) nor large 
 - grows the next GET fourfold while the parser keeps reading forward near what it read last
   (a header, or an index interleaved with small chunks), and falls back to ``block_size``
   after a jump (an index node of a file with big chunks);
-- fetches the whole file in one GET when the caller's plan says that is cheaper
-  (:meth:`prefetch_all`);
+- fetches a file of at most ~1 MB (what one request's latency is worth) in one GET, and any
+  file in one GET when the caller's plan says that is cheaper (:meth:`prefetch_all`);
 - keeps what it fetched, up to ``cache_limit`` bytes, so a parser that opens the file again
   (virtualizarr opens it once per group) reads nothing twice.
 
@@ -30,6 +30,8 @@ REQUEST_LATENCY_S = 0.010
 BANDWIDTH_BPS = 100e6
 GROWTH = 4
 MAX_BLOCK = 16 << 20
+# The bytes one request's latency is worth: a file this small is fetched whole at once.
+SMALL_FILE = int(REQUEST_LATENCY_S * BANDWIDTH_BPS)
 
 
 @dataclass
@@ -118,8 +120,8 @@ class RangeReader(io.RawIOBase):
         else:
             self._next_block = self._base_block
         fetch_end = max(end, start + self._next_block)
-        if self.size - fetch_end < self._base_block:  # don't leave a sliver for another GET
-            fetch_end = self.size
+        if self.size - fetch_end < self._base_block or self.size <= SMALL_FILE:
+            fetch_end = self.size  # no sliver left for another GET; a small file in one
         next_cached = bisect.bisect_right(self._starts, start)
         if next_cached < len(self._starts):
             fetch_end = max(end, min(fetch_end, self._starts[next_cached]))

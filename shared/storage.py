@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 import obstore
 from azure.core.exceptions import AzureError, HttpResponseError, ResourceExistsError, ResourceNotFoundError
-from azure.storage.blob import BlobServiceClient, ContentSettings
+from azure.storage.blob import BlobServiceClient, ContentSettings, ExponentialRetry
 from obstore.exceptions import NotFoundError, PreconditionError
 from obstore.store import AzureStore
 
@@ -38,7 +38,8 @@ from shared.settings import Settings
 # (the Functions host, the backfill loop) owns the longer retry policy.
 _OBSTORE_RETRY = {"max_retries": 3, "retry_timeout": timedelta(seconds=15),
                   "backoff": {"init_backoff": timedelta(milliseconds=100), "max_backoff": timedelta(seconds=2), "base": 2}}
-_SDK_RETRY = {"retry_total": 3, "retry_backoff_factor": 0.4, "connection_timeout": 10, "read_timeout": 60}
+_SDK_RETRY = {"retry_policy": ExponentialRetry(initial_backoff=0.2, increment_base=1.5, retry_total=3),
+              "connection_timeout": 10, "read_timeout": 60}
 
 
 @dataclass(frozen=True)

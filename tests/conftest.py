@@ -8,6 +8,7 @@ import uuid
 from pathlib import Path
 
 import fsspec
+from fsspec.implementations.reference import LazyReferenceMapper
 import pytest
 import xarray as xr
 from azure.storage.blob import BlobServiceClient
@@ -75,18 +76,19 @@ def open_reference(azurite):
     """Open a reference in Azurite with xarray through adlfs, as users do."""
 
     def _open(output_url: str, group: str | None = None) -> xr.Dataset:
-        remote_options = {"connection_string": azurite.connection_string}
+        remote_options = {"connection_string": azurite.connection_string, "asynchronous": True}
         if output_url.endswith(".parquet"):
-            fs = fsspec.filesystem("reference", fo=output_url, remote_protocol="abfs", remote_options=remote_options,
-                                   target_protocol="abfs", target_options=remote_options, lazy=True)
-            mapper = fs.get_mapper("")
-            return xr.open_dataset(mapper, engine="zarr", group=group, consolidated=False, zarr_format=2)
-        with fsspec.open(output_url, "rb", **remote_options) as handle:
-            refs = json.load(handle)
+            # A Parquet reference is a directory that fsspec reads lazily, with a synchronous
+            # file system (the chunk reads themselves stay asynchronous, as zarr needs).
+            fs = fsspec.filesystem("abfs", connection_string=azurite.connection_string)
+            fo = LazyReferenceMapper(output_url.removeprefix("abfs://"), fs=fs)
+        else:
+            with fsspec.open(output_url, "rb", connection_string=azurite.connection_string) as handle:
+                fo = json.load(handle)
         return xr.open_dataset(
             "reference://", engine="zarr", group=group,
             backend_kwargs={"consolidated": False, "zarr_format": 2, "storage_options": {
-                "fo": refs, "remote_protocol": "abfs", "remote_options": {**remote_options, "asynchronous": True}}},
+                "fo": fo, "remote_protocol": "abfs", "remote_options": remote_options}},
         )
 
     return _open

@@ -214,3 +214,38 @@ def unsupported_codec(directory: Path) -> Path:
     with h5py.File(path, "w") as f:
         f.create_dataset("lossy", data=np.arange(100, dtype="f4"), chunks=(50,), scaleoffset=2)
     return path
+
+
+def nc4_large_chunks(directory: Path, megabytes: int = 16) -> Path:
+    """A file mostly made of a few big incompressible chunks: its header is a tiny part of it."""
+    path = directory / "large_chunks.nc"
+    n = megabytes * 1024 * 1024 // 4 // (256 * 256)
+    with netCDF4.Dataset(path, "w", format="NETCDF4") as nc:
+        nc.createDimension("time", n)
+        nc.createDimension("y", 256)
+        nc.createDimension("x", 256)
+        v = nc.createVariable("noise", "f4", ("time", "y", "x"), chunksizes=(1, 256, 256))
+        v[:] = np.random.default_rng(3).random((n, 256, 256), dtype="f4")
+    return path
+
+
+def nc4_many_small_chunks(directory: Path) -> Path:
+    """Thousands of tiny chunks whose index is spread through the file; also 1-element spatial chunks."""
+    path = directory / "small_chunks.nc"
+    with netCDF4.Dataset(path, "w", format="NETCDF4") as nc:
+        nc.createDimension("time", 200)
+        nc.createDimension("y", 20)
+        nc.createDimension("x", 20)
+        v = nc.createVariable("pixels", "f4", ("time", "y", "x"), chunksizes=(200, 1, 1))
+        v[:] = np.random.default_rng(4).random((200, 20, 20), dtype="f4")
+    return path
+
+
+def hdf5_with_user_block(directory: Path) -> Path:
+    """NetCDF4-style data in an HDF5 file whose superblock follows a 1024-byte user block."""
+    path = directory / "userblock.h5"
+    with h5py.File(path, "w", userblock_size=1024) as f:
+        f.create_dataset("temperature", data=np.linspace(250, 300, 60).reshape(6, 10), chunks=(3, 5))
+    with open(path, "r+b") as handle:
+        handle.write(b"user block: free text before the HDF5 superblock")
+    return path

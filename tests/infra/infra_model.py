@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +58,7 @@ def unquote(key: str) -> str:
 
 
 def strip_comments(text: str) -> str:
-    text = re.sub(r"/\*.*?\*/", "", text, flags=re.S)
+    text = re.sub(r"/\*.*?\*/", "", text, flags=re.DOTALL)
     return "\n".join(re.sub(r"(^|\s)//.*$", "", line) for line in text.splitlines())
 
 
@@ -124,7 +125,7 @@ class Template:
     def module(self, symbol: str) -> Body:
         return self._body(symbol, self.data["modules"][symbol], "module")
 
-    def module_template(self, symbol: str) -> "Template":
+    def module_template(self, symbol: str) -> Template:
         return load(self.path.parent / self.module(symbol).type)
 
     def symbols(self) -> set[str]:
@@ -139,35 +140,41 @@ class Template:
                 return deco["argument"]
         return None
 
-    def resolve(self, expr: Any) -> Any:
-        """Reduce an expression to a literal using parameter defaults and variables."""
+    def resolve(self, expr: Any, lookup: Callable[[str], Any] | None = None) -> Any:
+        """Reduce an expression to a literal using parameter defaults and variables.
+
+        lookup, if given, is asked first for identifiers (a module's caller arguments).
+        What does not reduce comes back as Unresolved(<the expression in Bicep syntax>).
+        """
         if isinstance(expr, bool | int) or expr is None:
             return expr
         if is_identifier(expr):
             name = str(expr)
-            if name in self.params and "default" in self.params[name]:
-                return self.resolve(self.params[name]["default"])
+            if lookup is not None:
+                found = lookup(name)
+                if found is not NOT_FOUND:
+                    return found
+            if name in self.params and self.params[name].get("default") is not None:
+                return self.resolve(self.params[name]["default"], lookup)
             if name in self.variables:
-                return self.resolve(self.variables[name]["value"])
+                return self.resolve(self.variables[name]["value"], lookup)
             return Unresolved(name)
         if isinstance(expr, str):
-            return self._interpolate(expr)
+            return self._interpolate(expr, lookup)
         if isinstance(expr, list):
-            return [self.resolve(item) for item in expr]
-        if isinstance(expr, dict) and "function" in expr:
-            func = expr["function"]
-            if func["type"] == "string":
-                value = self.resolve(func["parameters"]["value_to_convert"])
-                return value if isinstance(value, Unresolved) else str(value)
+            return [self.resolve(item, lookup) for item in expr]
+        if isinstance(expr, dict) and "function" in expr and expr["function"]["type"] == "string":
+            value = self.resolve(expr["function"]["parameters"]["value_to_convert"], lookup)
+            return value if isinstance(value, Unresolved) else str(value)
         if isinstance(expr, dict) and "operator" not in expr and "function" not in expr:
-            return {unquote(k): self.resolve(v) for k, v in expr.items()}
-        return Unresolved(json.dumps(expr, default=str))
+            return {unquote(k): self.resolve(v, lookup) for k, v in expr.items()}
+        return Unresolved(render(expr))
 
-    def _interpolate(self, text: str) -> str:
+    def _interpolate(self, text: str, lookup: Callable[[str], Any] | None) -> str:
         def sub(match: re.Match) -> str:
             inner = match.group(1)
             if re.fullmatch(r"\w+", inner):
-                value = self.resolve(BicepElement(inner))
+                value = self.resolve(BicepElement(inner), lookup)
                 if not isinstance(value, Unresolved):
                     return str(value)
             return match.group(0)
@@ -176,7 +183,48 @@ class Template:
         return Unresolved(out) if "${" in out else out
 
 
-@lru_cache(maxsize=None)
+NOT_FOUND = object()
+
+
+def render(expr: Any) -> str:
+    """A parsed expression written back in (approximately) Bicep syntax."""
+    if isinstance(expr, bool):
+        return str(expr).lower()
+    if is_identifier(expr) or isinstance(expr, int):
+        return str(expr)
+    if isinstance(expr, str):
+        return "'" + expr + "'"
+    if expr is None:
+        return "null"
+    if isinstance(expr, list):
+        return "[" + ", ".join(render(e) for e in expr) + "]"
+    if isinstance(expr, dict) and "function" in expr:
+        func = expr["function"]
+        args = [render(v) for v in func.get("parameters", {}).values() if v is not None]
+        return f"{func['type']}({', '.join(args)})"
+    if isinstance(expr, dict) and "operator" in expr:
+        op = expr["operator"]
+        kind, ops = op["type"], op.get("operands", {})
+        if kind == "property_accessor":
+            return f"{render(ops['operand_1'])}.{render(ops['operand_2'])}"
+        if kind == "nested_resource_accessor":
+            return f"{render(ops['operand_1'])}::{render(ops['operand_2'])}"
+        if kind == "index_accessor":
+            return f"{render(ops['operand_1'])}[{render(ops['operand_2'])}]"
+        if kind == "not":
+            return f"!{render(ops['bool_value'])}"
+        if kind == "conditional":
+            return f"({render(ops['condition'])} ? {render(ops['true_value'])} : {render(ops['false_value'])})"
+        symbols = {"and": "&&", "or": "||", "equals": "==", "not_equals": "!=", "add": "+"}
+        if kind in symbols:
+            return f"({render(ops['operand_1'])} {symbols[kind]} {render(ops['operand_2'])})"
+        return f"{kind}({', '.join(render(v) for v in ops.values())})"
+    if isinstance(expr, dict):
+        return "{" + ", ".join(f"{unquote(k)}: {render(v)}" for k, v in expr.items()) + "}"
+    return repr(expr)
+
+
+@cache
 def load(path: Path) -> Template:
     path = path.resolve()
     text = path.read_text()
@@ -200,22 +248,18 @@ def module_call(caller: Template, module_path: str) -> Body:
 
 
 def resolve_in_module(module_path: str, expr: Any, caller: Template | None = None) -> Any:
-    """Resolve expr written in a module called from main.bicep, following its parameters to main."""
+    """Resolve expr written in a module called from main.bicep: a module parameter takes the
+    caller's argument (resolved in the caller) before its own default."""
     caller = caller or main()
     module = load(INFRA / module_path)
-    if is_identifier(expr) and str(expr) in module.params:
-        call = module_call(caller, module_path)
-        args = call.config.get("params", {})
-        if str(expr) in args:
-            return caller.resolve(args[str(expr)])
-    if isinstance(expr, str) and not is_identifier(expr):
-        text = str(expr)
-        for name in re.findall(r"\$\{(\w+)\}", text):
-            value = resolve_in_module(module_path, BicepElement(name), caller)
-            if not isinstance(value, Unresolved):
-                text = text.replace("${" + name + "}", str(value))
-        return Unresolved(text) if "${" in text else text
-    return module.resolve(expr)
+    args = module_call(caller, module_path).config.get("params", {})
+
+    def lookup(name: str) -> Any:
+        if name in module.params and name in args:
+            return caller.resolve(args[name])
+        return NOT_FOUND
+
+    return module.resolve(expr, lookup)
 
 
 def walk(node: Any):
@@ -269,6 +313,7 @@ class RoleGrant:
     principal_type: Any
     conditional: bool
     name_expr: Any
+    role_expr: str  # how roleDefinitionId names the role, e.g. roles.storageBlobDataReader
 
 
 def role_grants(module_path: str) -> list[RoleGrant]:
@@ -291,6 +336,7 @@ def role_grants(module_path: str) -> list[RoleGrant]:
                 principal_type=props.get("principalType"),
                 conditional=ra.condition is not None,
                 name_expr=ra.config["name"],
+                role_expr=render(props["roleDefinitionId"]["function"]["parameters"]["resource_name_1"]),
             )
         )
     return grants
@@ -302,3 +348,65 @@ def sample_settings() -> dict[str, str]:
 
 def main_parameters() -> dict:
     return json.loads((INFRA / "main.parameters.json").read_text())["parameters"]
+
+
+# A tiny evaluator for deployment-time variables (names, resource groups, conditions), so
+# the tests can check what a deployment with given parameters would target.
+RESOURCE_GROUP = "rg-ncrefs"
+SUBSCRIPTION_ID = "00000000-0000-0000-0000-000000000000"
+
+
+def evaluate(template: Template, expr: Any, params: dict[str, Any]) -> Any:
+    def ev(node: Any) -> Any:
+        if isinstance(node, bool | int) or node is None:
+            return node
+        if is_identifier(node):
+            name = str(node)
+            if name in params:
+                return params[name]
+            if name in template.params:
+                if template.params[name].get("default") is None:
+                    raise KeyError(f"parameter {name} has no default: pass it")
+                return ev(template.params[name]["default"])
+            if name in template.variables:
+                return ev(template.variables[name]["value"])
+            raise KeyError(f"{name} is not a parameter or variable of {rel(template.path)}")
+        if isinstance(node, str):
+            return re.sub(r"\$\{([^{}]+)\}", lambda m: str(ev(BicepElement(m.group(1)))), node)
+        if isinstance(node, list):
+            return [ev(item) for item in node]
+        if isinstance(node, dict) and "function" in node:
+            func, args = node["function"]["type"], list(node["function"]["parameters"].values())
+            if func == "empty":
+                return len(ev(args[0])) == 0
+            if func == "to_lower":
+                return ev(args[0]).lower()
+            if func == "unique_string":
+                import hashlib
+
+                seed = "|".join(str(ev(a)) for a in args if a is not None)
+                return hashlib.sha256(seed.encode()).hexdigest()[:13]
+            if func == "resource_group" and args[0] is None:
+                return {"name": RESOURCE_GROUP, "id": f"/subscriptions/{SUBSCRIPTION_ID}/resourceGroups/{RESOURCE_GROUP}"}
+            if func == "subscription" and args[0] is None:
+                return {"id": f"/subscriptions/{SUBSCRIPTION_ID}", "subscriptionId": SUBSCRIPTION_ID}
+            raise NotImplementedError(func)
+        if isinstance(node, dict) and "operator" in node:
+            op = node["operator"]
+            kind, ops = op["type"], op["operands"]
+            if kind == "not":
+                return not ev(ops["bool_value"])
+            if kind == "and":
+                return ev(ops["operand_1"]) and ev(ops["operand_2"])
+            if kind == "or":
+                return ev(ops["operand_1"]) or ev(ops["operand_2"])
+            if kind == "conditional":
+                return ev(ops["true_value"]) if ev(ops["condition"]) else ev(ops["false_value"])
+            if kind == "property_accessor":
+                return ev(ops["operand_1"])[str(ops["operand_2"])]
+            raise NotImplementedError(kind)
+        if isinstance(node, dict):
+            return {unquote(k): ev(v) for k, v in node.items()}
+        raise NotImplementedError(repr(node))
+
+    return ev(expr)

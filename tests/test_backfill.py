@@ -1,0 +1,71 @@
+"""Backfill: everything under a prefix gets a current reference; current ones are left alone;
+a bad file is reported without stopping the rest."""
+
+from __future__ import annotations
+
+import json
+
+from shared.backfill import backfill
+from shared.cli import main
+from tests import samples
+from tests.conftest import blob_names
+
+
+def reference_etags(service, container) -> dict[str, str]:
+    return {b.name: b.etag for b in service.get_container_client(container).list_blobs()}
+
+
+def test_backfill_references_new_skips_current_and_redoes_changed(tmp_path, settings, service, upload, open_reference):
+    upload(samples.nc4_chunked_cf_time(tmp_path), "2050/a.nc")
+    upload(samples.nc3_classic(tmp_path), "2050/b.nc")
+    upload(samples.nc4_groups(tmp_path), "2051/c.nc4")
+    upload(samples.random_bytes(tmp_path), "2051/broken.nc")
+    (tmp_path / "notes.txt").write_text("not a NetCDF name")
+    upload(tmp_path / "notes.txt", "2050/notes.txt")
+
+    first = backfill(settings, workers=2)
+
+    assert (first.candidates, first.done, first.skipped, first.failed) == (4, 3, 0, 1)
+    assert first.failed_by_code == {"not_netcdf": 1}
+    assert first.failures[0].input == f"{settings.source_container}/2051/broken.nc"
+    assert blob_names(service, settings.refs_container) == ["2050/a.json", "2050/b.json", "2051/c.json"]
+    before = reference_etags(service, settings.refs_container)
+
+    second = backfill(settings, workers=2)
+    assert (second.done, second.skipped, second.failed) == (0, 3, 1)
+    assert reference_etags(service, settings.refs_container) == before, "a second run must upload nothing"
+
+    replacement = samples.nc3_64bit(tmp_path)
+    upload(replacement, "2050/b.nc")
+    third = backfill(settings, workers=1)
+    assert (third.done, third.skipped, third.failed) == (1, 2, 1)
+    after = reference_etags(service, settings.refs_container)
+    assert after["2050/b.json"] != before["2050/b.json"]
+    assert {k: v for k, v in after.items() if k != "2050/b.json"} == {k: v for k, v in before.items() if k != "2050/b.json"}
+    with open_reference(f"abfs://{settings.refs_container}/2050/b.json") as ds:
+        assert list(ds.data_vars) == ["depth"]
+
+    forced = backfill(settings, workers=1, force=True, prefix="2050/")
+    assert (forced.candidates, forced.done, forced.skipped, forced.failed) == (2, 2, 0, 0)
+
+
+def test_backfill_cli_exit_code_and_summary(tmp_path, settings, upload, capsys):
+    upload(samples.nc3_64bit(tmp_path), "ok.nc")
+    assert main(["backfill", "--workers", "1", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert (summary["done"], summary["failed"]) == (1, 0)
+
+    upload(samples.empty(tmp_path), "empty.nc")
+    assert main(["backfill", "--workers", "1"]) == 1
+    out = capsys.readouterr().out
+    assert "1 already current" in out and "1 failed" in out and "not_netcdf: 1" in out
+
+
+def test_backfill_of_another_container_maps_under_its_name(tmp_path, settings, service, upload):
+    service.create_container("archive-" + settings.source_container[-10:])
+    other = "archive-" + settings.source_container[-10:]
+    upload(samples.nc3_cdf5(tmp_path), "x/cdf5.nc", container=other)
+    summary = backfill(settings, container=other, workers=1)
+    assert summary.done == 1
+    assert blob_names(service, settings.refs_container) == [f"{other}/x/cdf5.json"]
+    assert backfill(settings, container=other, workers=1).skipped == 1

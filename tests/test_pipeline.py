@@ -1,0 +1,181 @@
+"""The pipeline's promises beyond a plain round trip: header-only reads, read planning, Parquet,
+provenance, the source changing under us, scan-only, groups, strings, user blocks, local files."""
+
+from __future__ import annotations
+
+import json
+
+import fsspec
+import pytest
+import xarray as xr
+
+from shared.errors import SourceChanged
+from shared.models import ReferenceRequest
+from shared.pipeline import generate_reference
+from shared.storage import Storage
+from tests import samples
+from tests.conftest import assert_reads_like_original, blob_names
+
+
+def reference_json(service, settings, name: str) -> dict:
+    return json.loads(service.get_blob_client(settings.refs_container, name).download_blob().readall())
+
+
+def test_reads_only_the_header_of_a_file_with_big_chunks(tmp_path, settings, storage, upload, open_reference):
+    path = samples.nc4_large_chunks(tmp_path)
+    result = generate_reference(ReferenceRequest(source=upload(path)), settings, storage)
+    assert result.read_plan == "ranged"
+    assert result.source_size > 16_000_000
+    assert result.bytes_read < 200_000, f"read {result.bytes_read} bytes of {result.source_size}"
+    with open_reference(result.output) as ds:
+        assert_reads_like_original(ds, path)
+
+
+def test_reads_a_file_of_tiny_scattered_chunks_in_one_go(tmp_path, settings, storage, upload, open_reference):
+    path = samples.nc4_many_small_chunks(tmp_path)
+    result = generate_reference(ReferenceRequest(source=upload(path)), settings, storage)
+    assert result.read_plan == "whole-file"
+    assert result.requests <= 2
+    assert result.chunk_count == 400
+    assert any("VERY slow" in w for w in result.warnings)
+    with open_reference(result.output) as ds:
+        assert_reads_like_original(ds, path)
+
+
+def test_reference_records_its_source(tmp_path, settings, storage, service, upload):
+    path = samples.nc3_classic(tmp_path)
+    source = upload(path, "y/classic.nc")
+    result = generate_reference(ReferenceRequest(source=source), settings, storage)
+    props = service.get_blob_client(settings.refs_container, "y/classic.json").get_blob_properties()
+    source_props = service.get_blob_client(settings.source_container, "y/classic.nc").get_blob_properties()
+    assert props.content_settings.content_type == "application/json"
+    assert props.metadata["ncrefs_source"] == source
+    assert props.metadata["ncrefs_source_etag"] == source_props.etag.strip('"') == result.source_etag.strip('"')
+    assert props.metadata["ncrefs_source_size"] == str(path.stat().st_size)
+    assert props.metadata["ncrefs_version"]
+    assert result.reference_bytes == props.size
+
+
+@pytest.mark.parametrize("how", ["format", "auto"])
+def test_parquet_reference_reads_back_equal(how, tmp_path, settings, storage, service, upload, open_reference):
+    path = samples.nc4_chunked_cf_time(tmp_path)
+    source = upload(path, "p/chunked.nc")
+    generate_reference(ReferenceRequest(source=source, format="json"), settings, storage)
+    assert blob_names(service, settings.refs_container) == ["p/chunked.json"]
+
+    if how == "auto":
+        settings = settings.model_copy(update={"parquet_chunk_threshold": 5})
+    result = generate_reference(ReferenceRequest(source=source, format=None if how == "auto" else "parquet"), settings, storage)
+
+    assert result.format == "parquet"
+    names = blob_names(service, settings.refs_container)
+    assert "p/chunked.json" not in names, "the JSON reference of the same source must go"
+    assert "p/chunked.parquet/.zmetadata" in names
+    assert any(n.endswith(".parq") for n in names)
+    with open_reference(result.output) as ds:
+        assert_reads_like_original(ds, path)
+
+
+def test_explicit_target(tmp_path, settings, storage, service, upload, open_reference):
+    path = samples.nc3_64bit(tmp_path)
+    result = generate_reference(
+        ReferenceRequest(source=upload(path), target=f"abfs://{settings.refs_container}/custom/name.json"), settings, storage
+    )
+    assert result.output == f"abfs://{settings.refs_container}/custom/name.json"
+    assert blob_names(service, settings.refs_container) == ["custom/name.json"]
+    with open_reference(result.output) as ds:
+        assert_reads_like_original(ds, path)
+
+
+def test_scan_only_reports_and_writes_nothing(tmp_path, settings, storage, service, upload):
+    path = samples.nc4_many_small_chunks(tmp_path)
+    result = generate_reference(ReferenceRequest(source=upload(path), scan_only=True), settings, storage)
+    assert result.status == "scanned" and result.output is None
+    pixels = next(v for v in result.scan.variables if v.name == "pixels")
+    assert (pixels.shape, pixels.chunks, pixels.chunk_count) == ([200, 20, 20], [200, 1, 1], 400)
+    assert pixels.dtype == "<f4" and pixels.uncompressed_chunk_bytes == 800
+    assert any("pixels" in w and "VERY slow" in w for w in result.warnings)
+    assert any("pixels" in w and "many requests" in w for w in result.warnings)
+    assert blob_names(service, settings.refs_container) == []
+
+
+def test_groups_are_all_included(tmp_path, settings, storage, upload):
+    result = generate_reference(ReferenceRequest(source=upload(samples.nc4_groups(tmp_path))), settings, storage)
+    assert result.groups == ["/", "/forecast", "/forecast/ensemble"]
+    assert {"root_var", "forecast/wind", "forecast/ensemble/spread"} <= set(result.variables)
+    assert result.dimensions["forecast/ensemble/x"] == 2 and result.dimensions["x"] == 5
+
+
+def test_variable_length_strings_are_inlined(tmp_path, settings, storage, service, upload):
+    generate_reference(ReferenceRequest(source=upload(samples.nc4_features(tmp_path), "f.nc")), settings, storage)
+    refs = reference_json(service, settings, "f.json")["refs"]
+    label_chunks = [v for k, v in refs.items() if k.startswith("label/") and not k.split("/")[-1].startswith(".")]
+    assert label_chunks and all(isinstance(v, str) for v in label_chunks), "heap pointers must never be referenced"
+
+
+def test_hdf5_after_a_user_block(tmp_path, settings, storage, upload, open_reference):
+    path = samples.hdf5_with_user_block(tmp_path)
+    result = generate_reference(ReferenceRequest(source=upload(path)), settings, storage)
+    assert any("phony_dim" in w for w in result.warnings)
+    with open_reference(result.output) as ds:
+        assert_reads_like_original(ds, path)
+
+
+class OverwritingStorage(Storage):
+    """Replaces the source with another file at a chosen moment, in the real Azurite."""
+
+    def __init__(self, settings, replacement: bytes, when: str):
+        super().__init__(settings)
+        self.replacement, self.when = replacement, when
+        self.gets = self.infos = 0
+
+    def _overwrite(self, location):
+        self.service.get_blob_client(location.container, location.path).upload_blob(self.replacement, overwrite=True)
+
+    def open_reader(self, location, info, block_size):
+        reader = super().open_reader(location, info, block_size)
+        if self.when == "while-reading":
+            fetch = reader._fetch
+
+            def fetch_then_overwrite(start, end):
+                data = fetch(start, end)
+                if self.gets == 0:
+                    self._overwrite(location)
+                self.gets += 1
+                return data
+
+            reader._fetch = fetch_then_overwrite
+        return reader
+
+    def source_info(self, location):
+        info = super().source_info(location)
+        self.infos += 1
+        if self.when == "before-writing" and self.infos == 1:
+            self._overwrite(location)
+        return info
+
+
+@pytest.mark.parametrize("when", ["while-reading", "before-writing"])
+def test_source_changed_during_the_scan_writes_nothing(when, tmp_path, settings, service, upload):
+    path = samples.nc4_large_chunks(tmp_path, megabytes=4)
+    source = upload(path)
+    settings = settings.model_copy(update={"read_block_size": 512})  # several GETs for the header
+    storage = OverwritingStorage(settings, samples.nc3_64bit(tmp_path).read_bytes(), when)
+    with pytest.raises(SourceChanged) as info:
+        generate_reference(ReferenceRequest(source=source), settings, storage)
+    assert info.value.retryable
+    if when == "while-reading":  # the GET after the overwrite is refused (If-Match), before any final check
+        assert storage.gets == 1 and "while it was being read" in info.value.message
+    assert blob_names(service, settings.refs_container) == []
+
+
+def test_local_file_reference_lies_beside_it(tmp_path, settings, storage):
+    path = samples.nc4_chunked_cf_time(tmp_path)
+    result = generate_reference(ReferenceRequest(source=str(path)), settings, storage)
+    assert result.output == str(tmp_path / "chunked_cf_time.json")
+    assert result.input == path.as_uri()
+    refs = json.loads((tmp_path / "chunked_cf_time.json").read_text())
+    with xr.open_dataset("reference://", engine="zarr", backend_kwargs={
+        "consolidated": False, "storage_options": {"fo": refs, "remote_protocol": "file"}}) as ds:
+        assert_reads_like_original(ds, path)
+    assert fsspec  # the reader users use for local references
