@@ -13,7 +13,7 @@ import time
 import uuid
 from dataclasses import dataclass
 
-from shared.errors import InternalError, InvalidRequest, NcrefsError, SourceChanged, SourceNotAllowed
+from shared.errors import InternalError, InvalidRequest, NcrefsError, SourceNotAllowed
 from shared.formats import sniff
 from shared.models import ErrorInfo, ReferenceRequest, ReferenceResult
 from shared.paths import BlobLocation, LocalLocation, Location, format_for_target, parse_location, reference_location
@@ -60,8 +60,8 @@ def generate_reference(
     storage.check_account(source)
     target = _target(request, source, settings, storage, policy)
 
-    info = storage.source_info(source)
-    reader = storage.open_reader(source, info, settings.read_block_size)
+    reader = storage.open_source(source, settings.read_block_size)
+    info = reader.info
     try:
         file_format = sniff(reader.read_at, info.size, str(source))
         url = source.url(settings.url_scheme, storage.account_name if settings.url_scheme == "https" else None)
@@ -92,10 +92,8 @@ def generate_reference(
         **_summary(virtual.refs),
     )
     if not request.scan_only:
-        # The reference must describe the bytes that are there now: if the source was
-        # replaced after our last read, write nothing.
-        if storage.source_info(source).etag != info.etag:
-            raise SourceChanged(f"{source} was overwritten while it was being referenced; nothing was written.")
+        # Every read was pinned to info.etag (If-Match): a source replaced while we read it
+        # raised SourceChanged before anything was written.
         result.reference_bytes = write_reference(storage, virtual.refs, target, fmt, Provenance(str(source), info))
     result.elapsed_s = round(time.perf_counter() - started, 3)
     return result

@@ -32,6 +32,8 @@ GROWTH = 4
 MAX_BLOCK = 16 << 20
 # The bytes one request's latency is worth: a file this small is fetched whole at once.
 SMALL_FILE = int(REQUEST_LATENCY_S * BANDWIDTH_BPS)
+# The first GET of a blob: most NetCDF headers fit, and its response tells size and ETag.
+FIRST_READ = 256 << 10
 
 
 @dataclass
@@ -60,6 +62,7 @@ class RangeReader(io.RawIOBase):
         self.size = size
         self.name = name
         self.stats = ReadStats()
+        self.info = None  # the source's SourceInfo, set by whoever opens the reader
         self._base_block = block_size
         self._next_block = block_size
         self._cache_limit = cache_limit
@@ -107,6 +110,14 @@ class RangeReader(io.RawIOBase):
         for gap_start, gap_end in self._gaps(offset, end):
             self._fill(gap_start, gap_end, keep=(offset, end))
         return self._assemble(offset, end)
+
+    def add_fetched(self, start: int, data: bytes) -> None:
+        """Take bytes the caller fetched itself (one GET) into the cache and the counts."""
+        self.stats.requests += 1
+        self.stats.bytes_read += len(data)
+        if data:
+            self._store(start, data, keep=(start, start + len(data)))
+            self._last_end = start + len(data)
 
     def prefetch_all(self) -> None:
         """Fetch every byte not yet cached, in as few GETs as the cache holds."""

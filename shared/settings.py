@@ -41,7 +41,8 @@ class Settings(BaseSettings):
     url_scheme: UrlScheme = Field(default="abfs", validation_alias="REFERENCE_URL_SCHEME")
     reference_format: ReferenceFormat = Field(default="auto", validation_alias="REFERENCE_FORMAT")
     parquet_chunk_threshold: int = Field(default=100_000, ge=1, validation_alias="PARQUET_CHUNK_THRESHOLD")
-    # Chunks up to this many bytes are copied into the reference (kerchunk's default); 0: none.
+    # Variables of at most this many stored bytes (scalars, short coordinates) are copied into
+    # the reference; 0: none. Dimension coordinates up to 64 KiB always are, unless 0.
     inline_threshold: int = Field(default=500, ge=0, validation_alias="INLINE_THRESHOLD")
     # Smallest ranged read of a source; sequential reads grow from it (see shared/reader.py).
     read_block_size: int = Field(default=16 * 1024, ge=512, validation_alias="READ_BLOCK_SIZE")

@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 import obstore
 from azure.core.exceptions import AzureError, HttpResponseError, ResourceExistsError, ResourceNotFoundError
 from azure.storage.blob import BlobServiceClient, ContentSettings, ExponentialRetry
-from obstore.exceptions import NotFoundError, PreconditionError
+from obstore.exceptions import PreconditionError
 from obstore.store import AzureStore
 
 from shared.errors import (
@@ -31,7 +31,7 @@ from shared.errors import (
     StorageUnavailable,
 )
 from shared.paths import BlobLocation, LocalLocation, Location
-from shared.reader import RangeReader
+from shared.reader import FIRST_READ, RangeReader
 from shared.settings import Settings
 
 # Fail over to "storage unavailable" (retryable) within seconds, not minutes: the caller
@@ -141,32 +141,53 @@ class Storage:
             raise _unavailable(error, f"reading the properties of {location}") from error
         return SourceInfo(props.size, props.etag, props.last_modified)
 
-    def open_reader(self, location: Location, info: SourceInfo, block_size: int) -> RangeReader:
-        """A reader whose every GET is pinned to ``info.etag``: a changed source fails the read."""
+    def open_source(self, location: Location, block_size: int) -> RangeReader:
+        """A reader over one version of the source, and that version's properties (``reader.info``).
+
+        The first GET fetches the file's first ``FIRST_READ`` bytes and, with them, its size
+        and ETag (no separate HEAD). Every later GET carries ``If-Match`` with that ETag, so a
+        source overwritten while it is read fails the read instead of mixing two versions.
+        """
         if isinstance(location, LocalLocation):
+            info = self.source_info(location)
             handle = location.path.open("rb")
 
-            def fetch(start: int, end: int) -> bytes:
+            def read_local(start: int, end: int) -> bytes:
                 return os.pread(handle.fileno(), end - start, start)
 
-            reader = RangeReader(fetch, info.size, block_size=block_size, name=str(location))
+            reader = RangeReader(read_local, info.size, block_size=block_size, name=str(location))
             reader.close = handle.close  # type: ignore[method-assign]
+            reader.info = info
             return reader
 
         store = self._store(location.container)
+        try:
+            first = obstore.get(store, location.path, options={"range": (0, FIRST_READ)})
+            head = first.bytes().to_bytes()
+            meta = first.meta
+            info = SourceInfo(meta["size"], meta["e_tag"] or "", meta["last_modified"])
+        except FileNotFoundError as error:
+            raise SourceNotFound(f"There is no blob {location.path!r} in container {location.container!r}.") from error
+        except Exception as error:  # obstore: GenericError; 416 for an empty blob
+            if "416" not in str(error):
+                raise _unavailable(error, f"reading {location}") from error
+            head, info = b"", self.source_info(location)
 
         def fetch(start: int, end: int) -> bytes:
             try:
                 result = obstore.get(store, location.path, options={"range": (start, end), "if_match": info.etag})
                 return result.bytes().to_bytes()
             except PreconditionError as error:
-                raise SourceChanged(f"{location} was overwritten while it was being read.") from error
-            except NotFoundError as error:
-                raise SourceChanged(f"{location} was deleted while it was being read.") from error
+                raise SourceChanged(f"{location} was overwritten while it was being read; nothing was written.") from error
+            except FileNotFoundError as error:
+                raise SourceChanged(f"{location} was deleted while it was being read; nothing was written.") from error
             except Exception as error:  # obstore raises GenericError for connection failures
                 raise _unavailable(error, f"reading {location}") from error
 
-        return RangeReader(fetch, info.size, block_size=block_size, name=str(location))
+        reader = RangeReader(fetch, info.size, block_size=block_size, name=str(location))
+        reader.add_fetched(0, head)
+        reader.info = info
+        return reader
 
     def list_blobs(self, container: str, prefix: str = "", *, metadata: bool = False) -> Iterator[ListedBlob]:
         try:

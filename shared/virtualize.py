@@ -125,60 +125,50 @@ def _inspect_hdf5(reader: RangeReader) -> _Hdf5Layout:
 
     groups = ["/"]
     chunk_count = chunked = 0
+    dimension_scales = False
     problems: list[NotVirtualizable] = []
-    notes: list[str] = []
+
+    def vet(name: str, obj) -> None:
+        nonlocal chunk_count, chunked, dimension_scales
+        dimension_scales = dimension_scales or obj.attrs.get("CLASS") == b"DIMENSION_SCALE"
+        dtype = obj.dtype
+        if dtype.kind == "O" and h5py.check_vlen_dtype(dtype) not in (str, bytes):
+            what = "object references" if h5py.check_ref_dtype(dtype) else "variable-length arrays"
+            problems.append(NotVirtualizable(f"Variable {name!r} holds {what} ({dtype}), which Zarr cannot reference.", variable=name))
+            return
+        try:
+            codecs_from_dataset(obj)
+        except Exception as error:  # an HDF5 filter with no numcodecs equivalent
+            filters = ", ".join(f"{k}{v if v else ''}" for k, v in obj._filters.items()) or "unknown"
+            problems.append(NotVirtualizable(
+                f"Variable {name!r} uses the HDF5 filter(s) {filters}, which no Zarr codec reads ({error}).", variable=name))
+            return
+        if obj.chunks is not None:
+            chunked += 1
+            chunk_count += math.prod(math.ceil(s / c) for s, c in zip(obj.shape, obj.chunks) if c)
+
+    def walk(group, prefix: str) -> None:
+        # Group.keys()/get() read object headers only; h5py's visit/visititems ask HDF5 for
+        # object info that includes the size of every chunk index, reading all of them.
+        for key in group.keys():
+            obj = group.get(key)
+            name = f"{prefix}{key}"
+            if isinstance(obj, h5py.Group):
+                groups.append(f"/{name}")
+                walk(obj, f"{name}/")
+            elif isinstance(obj, h5py.Dataset):
+                vet(name, obj)
+
     try:
         with h5py.File(reader, mode="r") as f:
-            if "_NCProperties" not in f.attrs and not _has_dimension_scales(f):
-                notes.append("The file is HDF5 without NetCDF4 dimensions: dimensions are named phony_dim_N.")
-
-            def visit(name: str, obj) -> None:
-                nonlocal chunk_count, chunked
-                if isinstance(obj, h5py.Group):
-                    groups.append("/" + name)
-                    return
-                if not isinstance(obj, h5py.Dataset):
-                    return
-                dtype = obj.dtype
-                vlen = h5py.check_vlen_dtype(dtype)
-                if dtype.kind == "O" and vlen not in (str, bytes):
-                    what = "object references" if h5py.check_ref_dtype(dtype) else "variable-length arrays"
-                    problems.append(NotVirtualizable(f"Variable {name!r} holds {what} ({dtype}), which Zarr cannot reference.", variable=name))
-                    return
-                try:
-                    codecs_from_dataset(obj)
-                except Exception as error:  # an HDF5 filter with no numcodecs equivalent
-                    filters = ", ".join(f"{k}{v if v else ''}" for k, v in obj._filters.items()) or "unknown"
-                    problems.append(NotVirtualizable(
-                        f"Variable {name!r} uses the HDF5 filter(s) {filters}, which no Zarr codec reads ({error}).",
-                        variable=name))
-                    return
-                if obj.chunks is not None:
-                    chunked += 1
-                    chunk_count += math.prod(math.ceil(s / c) for s, c in zip(obj.shape, obj.chunks) if c)
-
-            f.visititems(visit)
-    except NotVirtualizable:
-        raise
+            walk(f, "")
+            netcdf = "_NCProperties" in f.attrs or dimension_scales
     except Exception as error:
         raise _classify_parse_error(error, FileFormat.HDF5) from error
     if problems:
         raise problems[0]
+    notes = [] if netcdf else ["The file is HDF5 without NetCDF4 dimensions: dimensions are named phony_dim_N."]
     return _Hdf5Layout(groups, chunk_count, chunked, notes)
-
-
-def _has_dimension_scales(f) -> bool:
-    found = False
-
-    def visit(name, obj):
-        nonlocal found
-        if obj.attrs.get("CLASS") == b"DIMENSION_SCALE":
-            found = True
-            return True
-        return None
-
-    f.visititems(visit)
-    return found
 
 
 def _plan_reads(reader: RangeReader, layout: _Hdf5Layout) -> str:
@@ -295,7 +285,12 @@ def _materialize(refs: dict, path: str, zarray: dict, fill, missing: list[str]) 
 
 
 def _inline_small_chunks(refs: dict[str, Any], reader: RangeReader, threshold: int) -> None:
-    """Copy small chunks (and small dimension coordinates) into the reference, in few GETs."""
+    """Copy small variables (scalars, short coordinates) into the reference, in few GETs.
+
+    Whole variables, not single chunks: a variable of many tiny chunks stays referenced, so
+    the reference never becomes a copy of the data. Dimension coordinates up to
+    ``COORDINATE_INLINE_BYTES`` are copied too, so opening a dataset reads no index values.
+    """
     if threshold <= 0:
         return
     coordinates = set()
@@ -303,16 +298,14 @@ def _inline_small_chunks(refs: dict[str, Any], reader: RangeReader, threshold: i
         dims = zattrs.get("_ARRAY_DIMENSIONS", [])
         if len(dims) == 1 and dims[0] == path.rsplit("/", 1)[-1]:
             coordinates.add(path)
-    coordinate_bytes: dict[str, int] = {}
+    stored: dict[str, int] = {}
     for key, (_, _, length) in _chunk_refs(refs):
-        coordinate_bytes[key.rsplit("/", 1)[0]] = coordinate_bytes.get(key.rsplit("/", 1)[0], 0) + length
-    wanted = [
-        (offset, length, key)
-        for key, (_, offset, length) in _chunk_refs(refs)
-        if length <= threshold
-        or (key.rsplit("/", 1)[0] in coordinates and coordinate_bytes[key.rsplit("/", 1)[0]] <= COORDINATE_INLINE_BYTES)
-    ]
-    wanted.sort()
+        variable = key.rsplit("/", 1)[0]
+        stored[variable] = stored.get(variable, 0) + length
+    small = {v for v, size in stored.items()
+             if size <= threshold or (v in coordinates and size <= COORDINATE_INLINE_BYTES)}
+    wanted = sorted((offset, length, key) for key, (_, offset, length) in _chunk_refs(refs)
+                    if key.rsplit("/", 1)[0] in small)
     start = 0
     while start < len(wanted):
         end = start

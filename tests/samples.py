@@ -1,7 +1,7 @@
 """NetCDF and HDF5 files for the tests, written by real writers (netCDF4, xarray, h5py).
 
 Each maker writes one file of one kind into ``directory`` and returns its path. ``GOOD``
-lists the kinds every round-trip test runs over; the broken kinds are made by name.
+(at the end) lists the kinds every round-trip test runs over; broken kinds are made by name.
 """
 
 from __future__ import annotations
@@ -160,15 +160,6 @@ def hdf5_plain(directory: Path) -> Path:
     return path
 
 
-GOOD = {
-    "nc4_chunked_cf_time": nc4_chunked_cf_time,
-    "nc4_contiguous": nc4_contiguous,
-    "nc4_features": nc4_features,
-    "nc4_groups": nc4_groups,
-    "nc3_classic": nc3_classic,
-    "nc3_64bit": nc3_64bit,
-    "nc3_cdf5": nc3_cdf5,
-}
 
 
 # -- broken inputs ---------------------------------------------------------------------------
@@ -249,3 +240,27 @@ def hdf5_with_user_block(directory: Path) -> Path:
     with open(path, "r+b") as handle:
         handle.write(b"user block: free text before the HDF5 superblock")
     return path
+
+
+def nc4_late_metadata(directory: Path) -> Path:
+    """A variable defined after 2 MB of data was written: its header lies far from the start."""
+    path = directory / "late_metadata.nc"
+    with netCDF4.Dataset(path, "w", format="NETCDF4") as nc:
+        nc.createDimension("x", 512 * 1024)
+        nc.createVariable("early", "f4", ("x",), contiguous=True)[:] = np.arange(512 * 1024, dtype="f4")
+    with netCDF4.Dataset(path, "a") as nc:
+        nc.createVariable("late", "f8", ("x",), chunksizes=(65536,))[:] = np.linspace(0, 1, 512 * 1024)
+    return path
+
+
+# Every kind the round-trip tests run over.
+GOOD = {
+    "nc4_chunked_cf_time": nc4_chunked_cf_time,
+    "nc4_contiguous": nc4_contiguous,
+    "nc4_features": nc4_features,
+    "nc4_groups": nc4_groups,
+    "nc4_late_metadata": nc4_late_metadata,
+    "nc3_classic": nc3_classic,
+    "nc3_64bit": nc3_64bit,
+    "nc3_cdf5": nc3_cdf5,
+}

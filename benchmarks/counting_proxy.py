@@ -1,0 +1,88 @@
+"""A loopback HTTP proxy in front of Azurite that counts what clients ask of blob storage.
+
+Both ncrefs (obstore, azure-storage-blob) and kerchunk (adlfs) talk to the proxy's endpoint,
+so requests and bytes are counted the same way for both: at the wire.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from dataclasses import dataclass
+
+from aiohttp import ClientSession, web
+from yarl import URL
+
+HOP_BY_HOP = {"host", "connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "content-length"}
+
+
+@dataclass
+class Counts:
+    """Requests for the watched container's blobs (the sources); everything else is ``other``."""
+
+    gets: int = 0
+    heads: int = 0
+    other: int = 0
+    bytes_out: int = 0  # response body bytes of those GETs
+
+
+class CountingProxy:
+    def __init__(self, upstream_port: int, watched_container: str):
+        self.upstream = f"http://127.0.0.1:{upstream_port}"
+        self.watched = f"/{watched_container}/"
+        self.counts = Counts()
+        self.port = 0
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> CountingProxy:
+        self._thread.start()
+        self._ready.wait(10)
+        return self
+
+    def reset(self) -> Counts:
+        counts, self.counts = self.counts, Counts()
+        return counts
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        self._loop.run_until_complete(self._serve())
+        self._loop.run_forever()
+
+    async def _serve(self) -> None:
+        self._session = ClientSession(auto_decompress=False)
+        app = web.Application(client_max_size=1 << 31)
+        app.router.add_route("*", "/{tail:.*}", self._forward)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]
+        self._ready.set()
+
+    async def _forward(self, request: web.Request) -> web.StreamResponse:
+        body = await request.read()
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP}
+        url = URL(self.upstream + request.raw_path, encoded=True)
+        async with self._session.request(request.method, url, headers=headers, data=body or None, allow_redirects=False) as upstream:
+            data = await upstream.read()
+            source = self.watched in request.path and "comp=list" not in request.query_string
+            if source and request.method == "GET":
+                self.counts.gets += 1
+                self.counts.bytes_out += len(data)
+            elif source and request.method == "HEAD":
+                self.counts.heads += 1
+            else:
+                self.counts.other += 1
+            response = web.StreamResponse(status=upstream.status, headers={
+                k: v for k, v in upstream.headers.items() if k.lower() not in HOP_BY_HOP})
+            if request.method == "HEAD":
+                response.headers["Content-Length"] = upstream.headers.get("Content-Length", "0")
+                await response.prepare(request)
+                return response
+            response.content_length = len(data)
+            await response.prepare(request)
+            await response.write(data)
+            await response.write_eof()
+            return response
