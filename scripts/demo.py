@@ -76,7 +76,8 @@ def main(argv: list[str] | None = None) -> int:
             azurite.process = None  # hand it over to the user
         return code
     finally:
-        azurite.cleanup() if not args.keep else None
+        if not args.keep:
+            azurite.cleanup()
 
 
 def open_reference(url: str, connection_string: str) -> xr.Dataset:
@@ -91,4 +92,9 @@ def open_reference(url: str, connection_string: str) -> xr.Dataset:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    # adlfs registers finalizers that fail noisily at interpreter exit for the asynchronous
+    # file systems zarr uses (fsspec/adlfs#495); everything is closed and flushed by now.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

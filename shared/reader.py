@@ -53,7 +53,7 @@ class RangeReader(io.RawIOBase):
         fetch: Callable[[int, int], bytes],
         size: int,
         *,
-        block_size: int = 16 * 1024,
+        block_size: int = 4096,
         cache_limit: int = 128 << 20,
         name: str = "",
     ) -> None:

@@ -45,7 +45,7 @@ class Settings(BaseSettings):
     # the reference; 0: none. Dimension coordinates up to 64 KiB always are, unless 0.
     inline_threshold: int = Field(default=500, ge=0, validation_alias="INLINE_THRESHOLD")
     # Smallest ranged read of a source; sequential reads grow from it (see shared/reader.py).
-    read_block_size: int = Field(default=16 * 1024, ge=512, validation_alias="READ_BLOCK_SIZE")
+    read_block_size: int = Field(default=4096, ge=512, validation_alias="READ_BLOCK_SIZE")
 
     @field_validator("connection_string", "blob_service_uri", "credential", "client_id", mode="before")
     @classmethod
