@@ -1,0 +1,255 @@
+metadata description = 'ncrefs: kerchunk references for NetCDF blobs. Phase 1 of 2: everything but the Event Grid subscription, which needs the blob extension key of the deployed code (see eventgrid-subscription.bicep and README.md).'
+
+targetScope = 'resourceGroup'
+
+@description('Name of the environment (azd AZURE_ENV_NAME); salts the resource names.')
+@minLength(1)
+@maxLength(64)
+param environmentName string
+
+@description('Region of the new resources. Flex Consumption is not offered in every region.')
+param location string = resourceGroup().location
+
+@description('Name of an existing StorageV2 account that already holds the NetCDF archive. Empty: create a new data account.')
+param existingSourceStorageAccountName string = ''
+
+@description('Resource group of that existing account (same subscription). Empty: this resource group.')
+param existingSourceStorageResourceGroup string = ''
+
+@description('Container with the NetCDF sources. In an existing account it must already exist.')
+@minLength(3)
+@maxLength(63)
+param sourceContainerName string = 'raw-netcdf'
+
+@description('Container for the references (and refs/_errors/ records). Created if missing.')
+@minLength(3)
+@maxLength(63)
+param refsContainerName string = 'refs'
+
+@description('Name of the Event Grid system topic of the data account. An account can have only one: to adopt an existing one, give its name.')
+param eventGridSystemTopicName string = ''
+
+@description('Replication of the storage accounts this deployment creates.')
+@allowed([
+  'Standard_LRS'
+  'Standard_ZRS'
+  'Standard_GRS'
+  'Standard_GZRS'
+  'Standard_RAGRS'
+  'Standard_RAGZRS'
+])
+param storageSku string = 'Standard_LRS'
+
+@description('Memory of each function instance, in MB.')
+@allowed([
+  512
+  2048
+  4096
+])
+param instanceMemoryMB int = 2048
+
+@description('Upper bound of function instances.')
+@minValue(40)
+@maxValue(1000)
+param maximumInstanceCount int = 100
+
+@description('Scheme of the chunk URLs written into references.')
+@allowed([
+  'abfs'
+  'az'
+  'https'
+])
+param referenceUrlScheme string = 'abfs'
+
+@description('Reference format: json, parquet, or auto (parquet above the chunk threshold).')
+@allowed([
+  'auto'
+  'json'
+  'parquet'
+])
+param referenceFormat string = 'auto'
+
+@minValue(1)
+param parquetChunkThreshold int = 100000
+
+@minValue(0)
+param inlineThreshold int = 500
+
+@minValue(512)
+param readBlockSize int = 4096
+
+@description('Object id of the person or pipeline deploying (azd: AZURE_PRINCIPAL_ID). With grantDeployerDataAccess, it may upload to the source container and read references.')
+param deployerPrincipalId string = ''
+
+@allowed([
+  'User'
+  'Group'
+  'ServicePrincipal'
+])
+param deployerPrincipalType string = 'User'
+
+@description('Give deployerPrincipalId data access for testing. Set false for production or shared archives.')
+param grantDeployerDataAccess bool = true
+
+var resourceToken = toLower(uniqueString(subscription().id, resourceGroup().id, environmentName))
+var tags = {
+  'azd-env-name': environmentName
+  application: 'ncrefs'
+}
+
+var useExistingSource = !empty(existingSourceStorageAccountName)
+var dataAccountName = useExistingSource ? existingSourceStorageAccountName : 'stdata${resourceToken}'
+var dataResourceGroupName = (useExistingSource && !empty(existingSourceStorageResourceGroup)) ? existingSourceStorageResourceGroup : resourceGroup().name
+var hostAccountName = 'sthost${resourceToken}'
+var systemTopicName = empty(eventGridSystemTopicName) ? 'evgt-${resourceToken}' : eventGridSystemTopicName
+var deploymentContainerName = 'deployment-package'
+var deadLetterContainerName = 'eventgrid-deadletter'
+// Fixed by the blob extension (HostQueueNames.BlobTriggerPoisonQueue).
+var poisonQueueName = 'webjobs-blobtrigger-poison'
+
+resource identity 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' = {
+  name: 'id-${resourceToken}'
+  location: location
+  tags: tags
+}
+
+// AzureWebJobsStorage, the deployment package and Event Grid dead letters. Never holds data.
+module hostStorage 'modules/storage-account.bicep' = {
+  name: 'host-storage-${resourceToken}'
+  params: {
+    name: hostAccountName
+    location: location
+    tags: tags
+    skuName: storageSku
+    containerNames: [
+      deploymentContainerName
+      deadLetterContainerName
+    ]
+  }
+}
+
+// A new data account, unless the app is pointed at an existing archive.
+module newDataStorage 'modules/storage-account.bicep' = if (!useExistingSource) {
+  name: 'data-storage-${resourceToken}'
+  params: {
+    name: dataAccountName
+    location: location
+    tags: tags
+    skuName: storageSku
+  }
+}
+
+module dataContainers 'modules/data-containers.bicep' = {
+  name: 'data-containers-${resourceToken}'
+  scope: resourceGroup(dataResourceGroupName)
+  params: {
+    accountName: dataAccountName
+    createSourceContainer: !useExistingSource
+    sourceContainerName: sourceContainerName
+    refsContainerName: refsContainerName
+    poisonQueueName: poisonQueueName
+  }
+  dependsOn: [
+    newDataStorage
+  ]
+}
+
+module monitoring 'modules/monitoring.bicep' = {
+  name: 'monitoring-${resourceToken}'
+  params: {
+    logAnalyticsName: 'log-${resourceToken}'
+    applicationInsightsName: 'appi-${resourceToken}'
+    location: location
+    tags: tags
+  }
+}
+
+module eventGridTopic 'modules/eventgrid-topic.bicep' = {
+  name: 'eventgrid-topic-${resourceToken}'
+  scope: resourceGroup(dataResourceGroupName)
+  params: {
+    name: systemTopicName
+    location: dataContainers.outputs.location
+    tags: tags
+    storageAccountId: dataContainers.outputs.id
+  }
+}
+
+module rolesData 'modules/roles-data.bicep' = {
+  name: 'roles-data-${resourceToken}'
+  scope: resourceGroup(dataResourceGroupName)
+  params: {
+    accountName: dataAccountName
+    sourceContainerName: sourceContainerName
+    refsContainerName: refsContainerName
+    poisonQueueName: poisonQueueName
+    appPrincipalId: identity.properties.principalId
+    deployerPrincipalId: grantDeployerDataAccess ? deployerPrincipalId : ''
+    deployerPrincipalType: deployerPrincipalType
+  }
+  dependsOn: [
+    dataContainers
+  ]
+}
+
+module rolesHost 'modules/roles-host.bicep' = {
+  name: 'roles-host-${resourceToken}'
+  params: {
+    hostStorageAccountName: hostStorage.outputs.name
+    deadLetterContainerName: deadLetterContainerName
+    applicationInsightsName: monitoring.outputs.applicationInsightsName
+    appPrincipalId: identity.properties.principalId
+    eventGridPrincipalId: eventGridTopic.outputs.principalId
+  }
+}
+
+// Created after its roles, so that the host starts with access to its storage.
+module functionApp 'modules/function-app.bicep' = {
+  name: 'function-app-${resourceToken}'
+  params: {
+    name: 'func-${resourceToken}'
+    planName: 'plan-${resourceToken}'
+    location: location
+    tags: tags
+    serviceName: 'api'
+    identityId: identity.id
+    identityClientId: identity.properties.clientId
+    hostBlobEndpoint: hostStorage.outputs.blobEndpoint
+    hostQueueEndpoint: hostStorage.outputs.queueEndpoint
+    hostTableEndpoint: hostStorage.outputs.tableEndpoint
+    deploymentContainerName: deploymentContainerName
+    dataBlobEndpoint: dataContainers.outputs.blobEndpoint
+    dataQueueEndpoint: dataContainers.outputs.queueEndpoint
+    sourceContainerName: sourceContainerName
+    refsContainerName: refsContainerName
+    applicationInsightsName: monitoring.outputs.applicationInsightsName
+    referenceUrlScheme: referenceUrlScheme
+    referenceFormat: referenceFormat
+    parquetChunkThreshold: parquetChunkThreshold
+    inlineThreshold: inlineThreshold
+    readBlockSize: readBlockSize
+    instanceMemoryMB: instanceMemoryMB
+    maximumInstanceCount: maximumInstanceCount
+  }
+  dependsOn: [
+    rolesHost
+    rolesData
+  ]
+}
+
+// azd stores these outputs as environment variables; the post-deploy step reads them.
+output FUNCTION_APP_NAME string = functionApp.outputs.name
+output FUNCTION_APP_URL string = 'https://${functionApp.outputs.defaultHostName}'
+output GENERATE_REFERENCE_URL string = 'https://${functionApp.outputs.defaultHostName}/api/generate-reference'
+output HEALTH_URL string = 'https://${functionApp.outputs.defaultHostName}/api/health'
+output DATA_STORAGE_ACCOUNT_NAME string = dataContainers.outputs.name
+output DATA_STORAGE_RESOURCE_GROUP string = dataResourceGroupName
+output DATA_STORAGE_BLOB_ENDPOINT string = dataContainers.outputs.blobEndpoint
+output SOURCE_CONTAINER string = sourceContainerName
+output REFS_CONTAINER string = refsContainerName
+output HOST_STORAGE_ACCOUNT_NAME string = hostStorage.outputs.name
+output APPLICATIONINSIGHTS_NAME string = monitoring.outputs.applicationInsightsName
+output EVENTGRID_SYSTEM_TOPIC_NAME string = eventGridTopic.outputs.name
+output EVENTGRID_SYSTEM_TOPIC_RESOURCE_GROUP string = eventGridTopic.outputs.resourceGroupName
+output EVENTGRID_DEADLETTER_STORAGE_ACCOUNT_ID string = hostStorage.outputs.id
+output EVENTGRID_DEADLETTER_CONTAINER string = deadLetterContainerName
