@@ -10,16 +10,28 @@ from shared.settings import ReferenceFormat
 
 
 class ReferenceRequest(BaseModel):
-    """What to reference. Field names are the HTTP API's (``netcdf_url`` is accepted for ``source``)."""
+    """What to reference: the one request every entry point builds."""
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(extra="forbid")
 
-    source: str = Field(max_length=4096, validation_alias="netcdf_url",
-                        description="Blob URL, container/path or (CLI only) local path of the NetCDF file.")
-    target: str | None = Field(default=None, max_length=4096, validation_alias="output_url",
-                               description="Where to write the reference; default: the mapped refs location.")
+    source: str = Field(max_length=4096, description="Blob URL, container/path or (CLI only) local path of the NetCDF file.")
+    target: str | None = Field(default=None, max_length=4096, description="Where to write the reference; default: the mapped refs location.")
     format: ReferenceFormat | None = Field(default=None, description="json, parquet, or auto (by chunk count).")
     scan_only: bool = Field(default=False, description="Report only; write nothing.")
+
+
+class GenerateReferenceBody(BaseModel):
+    """The body of ``POST /api/generate-reference`` (field names as in the original API)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    netcdf_url: str = Field(min_length=1, max_length=4096)
+    output_url: str | None = Field(default=None, min_length=1, max_length=4096)
+    format: ReferenceFormat | None = None
+    scan_only: bool = False
+
+    def to_request(self) -> ReferenceRequest:
+        return ReferenceRequest(source=self.netcdf_url, target=self.output_url, format=self.format, scan_only=self.scan_only)
 
 
 class VariableReport(BaseModel):

@@ -164,6 +164,9 @@ def validate_blob_name(path: str, *, what: str = "source", text: str | None = No
             raise InvalidRequest(f"The {what} {text!r} has an empty path segment.", hint="Remove doubled slashes.")
         if decoded in (".", "..") or segment in (".", ".."):
             raise InvalidRequest(f"The {what} {text!r} has a '.' or '..' segment.", hint="Give the blob's plain path, without relative segments.")
+        if "/" in decoded or "\\" in decoded:
+            # A reader that decodes the name would see other segments (e.g. ..%2f..%2f).
+            raise InvalidRequest(f"The {what} {text!r} has an encoded slash in a path segment.", hint="Give the blob's plain path.")
         if "#" in segment or "?" in segment:
             raise InvalidRequest(
                 f"The {what} {text!r} contains '#' or '?', which readers of reference URLs cannot handle.",

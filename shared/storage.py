@@ -255,3 +255,14 @@ class Storage:
         prefix = location.path.rstrip("/") + "/"
         return [BlobLocation(location.container, b.path, location.account)
                 for b in self.list_blobs(location.container, prefix)]
+
+
+_shared: dict[int, Storage] = {}
+
+
+def shared_storage(settings: Settings) -> Storage:
+    """One Storage per settings object, reused across invocations (its clients are thread-safe)."""
+    storage = _shared.get(id(settings))
+    if storage is None or storage.settings is not settings:
+        storage = _shared[id(settings)] = Storage(settings)
+    return storage

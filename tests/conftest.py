@@ -14,7 +14,7 @@ import xarray as xr
 from azure.storage.blob import BlobServiceClient
 
 from scripts.azurite import start_azurite
-from shared.settings import Settings
+from shared.settings import Settings, get_settings
 from shared.storage import Storage
 
 
@@ -36,11 +36,18 @@ def settings(azurite, monkeypatch) -> Settings:
     }
     for name, value in values.items():
         monkeypatch.setenv(name, value)
-    settings = Settings()
+    get_settings.cache_clear()  # the Functions handlers read the environment through it
+    settings = get_settings()
     service = BlobServiceClient.from_connection_string(azurite.connection_string)
     service.create_container(settings.source_container)
     service.create_container(settings.refs_container)
     return settings
+
+
+@pytest.fixture(autouse=True)
+def _fresh_settings_cache():
+    yield
+    get_settings.cache_clear()
 
 
 @pytest.fixture

@@ -1,0 +1,10 @@
+"""The Azure Functions app (Python v2 programming model): it only registers the blueprints."""
+
+import azure.functions as func
+
+from functions.blob_reference import bp as blob_reference
+from functions.http_api import bp as http_api
+
+app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
+app.register_functions(blob_reference)
+app.register_functions(http_api)

@@ -1,0 +1,1 @@
+"""One blueprint per trigger; each only translates between its trigger and ``shared``."""

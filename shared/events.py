@@ -1,0 +1,63 @@
+"""A blob was created in the source container: write its reference, or record why not.
+
+- A name that is not a NetCDF candidate is skipped (logged, not an error).
+- A permanent failure (not NetCDF, not virtualizable, corrupt, ...) writes an error record at
+  ``<refs>/_errors/<path>.json`` and returns normally, so the host does not retry a file that
+  can never succeed.
+- A retryable failure (storage unavailable, source changed) raises, so the host retries and
+  finally moves the event to the poison queue.
+- A success removes a stale error record. Running twice for the same blob, even at once,
+  leaves one valid reference: each write is an atomic overwrite of the same content.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import datetime, timezone
+from typing import Literal
+
+from pydantic import BaseModel
+
+from shared.errors import NcrefsError
+from shared.models import ReferenceRequest, ReferenceResult
+from shared.paths import BlobLocation, error_record_location, is_netcdf_name
+from shared.pipeline import AccessPolicy, error_result, generate_reference
+from shared.settings import Settings
+from shared.storage import Storage
+
+log = logging.getLogger("ncrefs.events")
+
+
+class BlobOutcome(BaseModel):
+    action: Literal["referenced", "skipped", "recorded_error"]
+    source: str
+    result: ReferenceResult | None = None
+    error_record: str | None = None
+
+
+def reference_created_blob(container: str, name: str, settings: Settings, storage: Storage) -> BlobOutcome:
+    """Handle one BlobCreated event; raises :class:`NcrefsError` only when retrying can help."""
+    source = BlobLocation(container, name)
+    if not is_netcdf_name(name):
+        log.info("skipping %s: not a NetCDF name", source)
+        return BlobOutcome(action="skipped", source=str(source))
+    record = error_record_location(source, refs_container=settings.refs_container, source_container=settings.source_container)
+    try:
+        result = generate_reference(ReferenceRequest(source=str(source)), settings, storage, AccessPolicy.configured(settings))
+    except NcrefsError as error:
+        if error.retryable:
+            log.warning("retryable failure for %s: [%s] %s", source, error.code, error.message)
+            raise
+        failed = error_result(str(source), error)
+    except Exception as error:  # noqa: BLE001 - a bug: record it with a correlation id, don't retry
+        failed = error_result(str(source), error)
+    else:
+        storage.delete(record)
+        log.info("referenced %s -> %s (%d bytes read)", source, result.output, result.bytes_read)
+        return BlobOutcome(action="referenced", source=str(source), result=result)
+
+    log.error("cannot reference %s: [%s] %s", source, failed.error.code, failed.error.message)
+    document = {"source": str(source), "recorded_at": datetime.now(timezone.utc).isoformat(), **failed.model_dump(exclude_none=True)}
+    storage.put(record, json.dumps(document, indent=2).encode(), content_type="application/json")
+    return BlobOutcome(action="recorded_error", source=str(source), result=failed, error_record=str(record))

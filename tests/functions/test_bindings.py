@@ -1,0 +1,48 @@
+"""The function JSON the host reads: routes, methods, auth, blob path, connection, source."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def bindings(app_functions, name):
+    return json.loads(app_functions[name].get_function_json())["bindings"]
+
+
+def test_function_json(app_functions):
+    assert sorted(app_functions) == ["generate_reference", "health", "reference_from_blob"]
+    (blob,) = bindings(app_functions, "reference_from_blob")
+    assert blob == {"direction": "IN", "type": "blobTrigger", "name": "client", "path": "%SOURCE_CONTAINER%/{name}",
+                    "connection": "DATA_STORAGE", "source": "EventGrid"}
+    generate = bindings(app_functions, "generate_reference")[0]
+    assert (generate["route"], generate["methods"], generate["authLevel"]) == ("generate-reference", ["POST"], "FUNCTION")
+    health = bindings(app_functions, "health")[0]
+    assert (health["route"], health["methods"], health["authLevel"]) == ("health", ["GET"], "ANONYMOUS")
+
+
+def test_polling_source_for_core_tools_and_a_clear_error_otherwise():
+    probe = ("import json, function_app; fn = [f for f in function_app.app.get_functions() "
+             "if f.get_function_name() == 'reference_from_blob'][0]; print(fn.get_function_json())")
+    env = {**os.environ, "BLOB_TRIGGER_SOURCE": "LogsAndContainerScan"}
+    done = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.splitlines()[-1])["bindings"][0]["source"] == "LogsAndContainerScan"
+    env["BLOB_TRIGGER_SOURCE"] = "Polling"
+    done = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert done.returncode != 0 and "BLOB_TRIGGER_SOURCE='Polling'" in done.stderr
+
+
+def test_host_json():
+    host = json.loads((ROOT / "host.json").read_text())
+    assert host["version"] == "2.0"
+    assert host["extensionBundle"] == {"id": "Microsoft.Azure.Functions.ExtensionBundle", "version": "[4.*, 5.0.0)"}
+    assert host["functionTimeout"]
+    assert "Request" in host["logging"]["applicationInsights"]["samplingSettings"]["excludedTypes"]
+    assert host["extensions"]["blobs"]["poisonBlobThreshold"] >= 1
+    assert host["extensions"]["blobs"]["maxDegreeOfParallelism"] >= 1
