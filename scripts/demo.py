@@ -20,6 +20,7 @@ import numpy as np
 import xarray as xr
 from azure.storage.blob import BlobServiceClient
 
+from scripts.adlfs_exit import detach_loopless_adlfs_finalizers
 from scripts.azurite import start_azurite
 from shared.cli import main as ncrefs
 from tests import samples
@@ -93,8 +94,5 @@ def open_reference(url: str, connection_string: str) -> xr.Dataset:
 
 if __name__ == "__main__":
     code = main()
-    # adlfs registers finalizers that fail noisily at interpreter exit for the asynchronous
-    # file systems zarr uses (fsspec/adlfs#495); everything is closed and flushed by now.
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
+    detach_loopless_adlfs_finalizers()
+    sys.exit(code)

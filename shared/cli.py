@@ -17,10 +17,10 @@ import sys
 
 from shared import __version__
 from shared.backfill import backfill
-from shared.errors import ERROR_TABLE
+from shared.errors import ERROR_TABLE, NcrefsError
 from shared.models import ReferenceRequest, ReferenceResult
 from shared.paths import BlobLocation, parse_location
-from shared.pipeline import run_request
+from shared.pipeline import error_result, run_request
 from shared.settings import Settings, load_local_settings
 from shared.storage import Storage
 
@@ -56,8 +56,13 @@ def main(argv: list[str] | None = None) -> int:
     load_local_settings()
     settings = Settings()
     if args.command == "backfill":
-        summary = backfill(settings, connection_string=args.connection_string, container=args.container,
-                           prefix=args.prefix, workers=args.workers, force=args.force)
+        try:
+            summary = backfill(settings, connection_string=args.connection_string, container=args.container,
+                               prefix=args.prefix, workers=args.workers, force=args.force)
+        except NcrefsError as error:  # the container or the storage itself, not one file
+            failed = error_result(args.container or settings.source_container, error)
+            print(failed.model_dump_json(indent=2, exclude_none=True) if args.json else _describe(failed))
+            return error.kind.exit_code
         print(summary.model_dump_json(indent=2) if args.json else _describe_backfill(summary))
         return 0 if summary.failed == 0 else 1
 

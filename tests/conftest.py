@@ -13,6 +13,7 @@ import pytest
 import xarray as xr
 from azure.storage.blob import BlobServiceClient
 
+from scripts.adlfs_exit import detach_loopless_adlfs_finalizers
 from scripts.azurite import start_azurite
 from shared.settings import Settings, get_settings
 from shared.storage import Storage
@@ -23,6 +24,7 @@ def azurite():
     server = start_azurite()
     yield server
     server.cleanup()
+    detach_loopless_adlfs_finalizers()
 
 
 @pytest.fixture

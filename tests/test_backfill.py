@@ -69,3 +69,9 @@ def test_backfill_of_another_container_maps_under_its_name(tmp_path, settings, s
     assert summary.done == 1
     assert blob_names(service, settings.refs_container) == [f"{other}/x/cdf5.json"]
     assert backfill(settings, container=other, workers=1).skipped == 1
+
+
+def test_backfill_of_a_missing_container_says_so(settings, capsys):
+    assert main(["backfill", "--container", "no-such-container", "--json"]) == 2
+    result = json.loads(capsys.readouterr().out)
+    assert result["error"]["code"] == "source_not_found" and "no-such-container" in result["error"]["message"]
