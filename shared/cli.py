@@ -98,7 +98,8 @@ def _describe(result: ReferenceResult) -> str:
         f"{result.input}",
         f"  {len(result.variables)} variables, {result.chunk_count} chunks, groups: {', '.join(result.groups)}",
         f"  dimensions: {', '.join(f'{k}={v}' for k, v in result.dimensions.items())}",
-        f"  read {result.bytes_read:,} of {result.source_size:,} bytes in {result.requests} requests ({result.read_plan}), {result.elapsed_s:.2f} s",
+        f"  read {result.bytes_read:,} of {result.source_size:,} bytes in {result.requests} "
+        f"request{'' if result.requests == 1 else 's'} ({result.read_plan}), {result.elapsed_s:.2f} s",
     ]
     if result.output:
         lines.append(f"  wrote {result.format} reference {result.output} ({result.reference_bytes:,} bytes)")

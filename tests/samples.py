@@ -72,7 +72,7 @@ def nc4_features(directory: Path) -> Path:
         t[:] = np.arange(7) * 6.0
         obs = nc.createVariable("obs", "f4", ("time", "station"), chunksizes=(3, 4), zlib=True)
         obs[:] = np.arange(28, dtype="f4").reshape(7, 4)
-        big = nc.createVariable("big_endian", "f8", ("station",), endian="big")
+        big = nc.createVariable("big_endian", np.dtype(">f8"), ("station",), endian="big")
         big[:] = [1.5, -2.25, 0.0, 1e10]
         scalar = nc.createVariable("crs", "i4", ())
         scalar.grid_mapping_name = "latitude_longitude"

@@ -16,7 +16,7 @@ def test_virtualize_prints_a_summary(tmp_path, settings, service, upload, capsys
     assert main(["virtualize", f"abfs://{source}"]) == 0
     out = capsys.readouterr().out
     assert f"wrote json reference abfs://{settings.refs_container}/d/t.json" in out
-    assert "time=6" in out and "requests" in out
+    assert "time=6" in out and "in 1 request (" in out
     assert blob_names(service, settings.refs_container) == ["d/t.json"]
 
 
