@@ -1,6 +1,7 @@
 """The Azure Functions app (Python v2 programming model): it only registers the blueprints."""
 
 import azure.functions as func
+import azurefunctions.extensions.bindings.blob  # noqa: F401 - enables SDK-type blob bindings for the worker
 
 from functions.blob_reference import bp as blob_reference
 from functions.http_api import bp as http_api

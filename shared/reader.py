@@ -54,7 +54,7 @@ class RangeReader(io.RawIOBase):
         size: int,
         *,
         block_size: int = 4096,
-        cache_limit: int = 128 << 20,
+        cache_limit: int = 64 << 20,
         name: str = "",
     ) -> None:
         super().__init__()

@@ -33,8 +33,8 @@ from shared.reader import BANDWIDTH_BPS, REQUEST_LATENCY_S, RangeReader
 
 # A v1 B-tree leaf of a chunked HDF5 dataset indexes 32 to 64 chunks: estimate 48.
 CHUNKS_PER_INDEX_READ = 48
-# Never fetch a whole file larger than this in one go, whatever the plan says.
-WHOLE_FILE_MAX = 64 << 20
+# Never fetch a whole file larger than this in one go, whatever the plan says (memory).
+WHOLE_FILE_MAX = 32 << 20
 # Dimension coordinates up to this many stored bytes are copied into the reference whole,
 # so opening a dataset needs no request for its index values.
 COORDINATE_INLINE_BYTES = 64 << 10
