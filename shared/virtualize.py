@@ -19,6 +19,7 @@ import base64
 import json
 import math
 import warnings
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -203,6 +204,7 @@ def _fix_scalar_keys(refs: dict[str, Any]) -> None:
     for key in [k for k in refs if k.endswith("/") and not k.endswith("//")]:
         refs[key + "0"] = refs.pop(key)
 
+
 def _chunk_refs(refs: dict[str, Any]):
     """(key, [url, offset, length]) for every byte-range reference."""
     for key, value in refs.items():
@@ -231,6 +233,7 @@ def _arrays(refs: dict[str, Any]):
 def _fix_fill_values(refs: dict[str, Any]) -> list[str]:
     """Make the Zarr fill value mean what ``_FillValue`` means in NetCDF, and nothing else."""
     notes = []
+    chunks_per_array = Counter(key.rsplit("/", 1)[0] for key in refs if not key.rsplit("/", 1)[-1].startswith("."))
     for path, zarray, zattrs in _arrays(refs):
         fill = zarray.get("fill_value")
         if "_FillValue" in zattrs or fill is None:
@@ -239,9 +242,10 @@ def _fix_fill_values(refs: dict[str, Any]) -> list[str]:
         # chunks never written then read as what the original file gives for them.
         zarray["fill_value"] = None
         refs[f"{path}/.zarray"] = json.dumps(zarray, separators=(",", ":"))
-        missing = _missing_chunk_keys(refs, path, zarray)
-        if missing and _decoded_fill(zarray, fill) is not None:
-            notes += _materialize(refs, path, zarray, fill, missing)
+        if _decoded_fill(zarray, fill) is not None:  # zeros need no materializing
+            missing = _missing_chunk_keys(refs, path, zarray, chunks_per_array[path])
+            if missing:
+                notes += _materialize(refs, path, zarray, fill, missing)
     return notes
 
 
@@ -254,9 +258,9 @@ def _decoded_fill(zarray: dict, fill) -> Any:
     return None if not value.any() else value
 
 
-def _missing_chunk_keys(refs: dict, path: str, zarray: dict) -> list[str]:
+def _missing_chunk_keys(refs: dict, path: str, zarray: dict, present: int) -> list[str]:
     grid = [math.ceil(s / c) if c else 1 for s, c in zip(zarray["shape"], zarray["chunks"])]
-    if any(n == 0 for n in grid):
+    if any(n == 0 for n in grid) or present >= math.prod(grid):
         return []
     keys = [".".join(map(str, idx)) for idx in np.ndindex(*grid)] if grid else ["0"]
     return [k for k in keys if f"{path}/{k}" not in refs]

@@ -60,8 +60,8 @@ def nc4_contiguous(directory: Path) -> Path:
 
 
 def nc4_features(directory: Path) -> Path:
-    """Unlimited dimension, scalar variables (one never written), char and byte variables,
-    big-endian data, a variable-length string variable, a uint8 flag with _Unsigned."""
+    """Unlimited dimension, scalar variables (one never written), a partly written chunked
+    variable, char and byte variables, big-endian data, a variable-length string variable."""
     path = directory / "features.nc"
     with netCDF4.Dataset(path, "w", format="NETCDF4") as nc:
         nc.createDimension("time", None)
@@ -78,6 +78,8 @@ def nc4_features(directory: Path) -> Path:
         scalar.grid_mapping_name = "latitude_longitude"
         scalar.assignValue(4326)
         nc.createVariable("unwritten", "f4", ())  # defined, never written
+        partial = nc.createVariable("partial", "f4", ("station",), chunksizes=(1,))
+        partial[:2] = [0.0, 2.5]  # chunks 2 and 3 never written: they read as the default fill value
         names = nc.createVariable("station_code", "S1", ("station", "name_len"))
         names[:] = netCDF4.stringtochar(np.array(["ALPHA", "BRAVO", "CHARLIE", "DELTA"], dtype="S8"))
         flags = nc.createVariable("quality", "i1", ("station",))
