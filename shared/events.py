@@ -6,7 +6,7 @@
   can never succeed.
 - A retryable failure (storage unavailable, source changed) raises, so the host retries and
   finally moves the event to the poison queue.
-- A success removes a stale error record. Running twice for the same blob, even at once,
+- A success (here or through the API or CLI) removes a stale error record. Running twice for the same blob, even at once,
   leaves one valid reference: each write is an atomic overwrite of the same content.
 """
 
@@ -52,8 +52,7 @@ def reference_created_blob(container: str, name: str, settings: Settings, storag
         failed = error_result(str(source), error)
     except Exception as error:  # noqa: BLE001 - a bug: record it with a correlation id, don't retry
         failed = error_result(str(source), error)
-    else:
-        storage.delete(record)
+    else:  # the pipeline removed any stale error record
         log.info("referenced %s -> %s (%d bytes read)", source, result.output, result.bytes_read)
         return BlobOutcome(action="referenced", source=str(source), result=result)
 

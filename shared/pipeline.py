@@ -16,7 +16,15 @@ from dataclasses import dataclass
 from shared.errors import InternalError, InvalidRequest, NcrefsError, SourceNotAllowed
 from shared.formats import sniff
 from shared.models import ErrorInfo, ReferenceRequest, ReferenceResult
-from shared.paths import BlobLocation, LocalLocation, Location, format_for_target, parse_location, reference_location
+from shared.paths import (
+    BlobLocation,
+    LocalLocation,
+    Location,
+    error_record_location,
+    format_for_target,
+    parse_location,
+    reference_location,
+)
 from shared.scan import scan_refs
 from shared.settings import Settings
 from shared.storage import Storage
@@ -95,6 +103,9 @@ def generate_reference(
         # Every read was pinned to info.etag (If-Match): a source replaced while we read it
         # raised SourceChanged before anything was written.
         result.reference_bytes = write_reference(storage, virtual.refs, target, fmt, Provenance(str(source), info))
+        if isinstance(source, BlobLocation):  # a stale record of an earlier failure no longer holds
+            storage.delete(error_record_location(source, refs_container=settings.refs_container,
+                                                 source_container=settings.source_container))
     result.elapsed_s = round(time.perf_counter() - started, 3)
     return result
 

@@ -157,3 +157,16 @@ def test_health(settings, service, call_http):
     status, body, response = call_http("health", method="GET", content_type=None)
     assert (status, body["containers"][settings.refs_container]) == (503, "missing")
     assert response.headers["Retry-After"]
+
+
+def test_success_removes_a_stale_error_record(tmp_path, settings, service, upload, call_http, app_functions, azurite):
+    from azure.storage.blob import BlobClient
+
+    upload(samples.random_bytes(tmp_path), "s/fix.nc")
+    app_functions["reference_from_blob"].get_user_function()(
+        BlobClient.from_connection_string(azurite.connection_string, settings.source_container, "s/fix.nc"))
+    assert blob_names(service, settings.refs_container) == ["_errors/s/fix.nc.json"]
+    upload(samples.nc3_64bit(tmp_path), "s/fix.nc")
+    status, _, _ = call_http("generate_reference", {"netcdf_url": f"{settings.source_container}/s/fix.nc"})
+    assert status == 200
+    assert blob_names(service, settings.refs_container) == ["s/fix.json"]
