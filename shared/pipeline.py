@@ -72,7 +72,7 @@ def generate_reference(
     info = reader.info
     try:
         file_format = sniff(reader.read_at, info.size, str(source))
-        url = source.url(settings.url_scheme, storage.account_name if settings.url_scheme == "https" else None)
+        url = source.url(settings.url_scheme, _account_for_urls(settings, storage))
         virtual = virtualize(reader, file_format, url, inline_threshold=settings.inline_threshold)
     finally:
         reader.close()
@@ -157,10 +157,15 @@ def _choose_format(request: ReferenceRequest, target: Location | None, chunk_cou
     return fmt
 
 
+def _account_for_urls(settings: Settings, storage: Storage) -> str | None:
+    """Only https URLs name the account; abfs/az URLs leave it to the reader's options."""
+    return storage.account_name if settings.url_scheme == "https" else None
+
+
 def _display(target: Location, settings: Settings, storage: Storage) -> str:
     if isinstance(target, LocalLocation):
         return str(target.path)
-    return target.url(settings.url_scheme, storage.account_name if settings.url_scheme == "https" else None)
+    return target.url(settings.url_scheme, _account_for_urls(settings, storage))
 
 
 def _summary(refs: dict) -> dict:

@@ -61,6 +61,10 @@ def _unavailable(error: Exception, what: str) -> StorageUnavailable:
     return StorageUnavailable(f"Storage did not answer while {what}: {type(error).__name__}: {str(error).splitlines()[0][:300]}")
 
 
+def _not_found(location: BlobLocation) -> SourceNotFound:
+    return SourceNotFound(f"There is no blob {location.path!r} in container {location.container!r}.")
+
+
 class Storage:
     """Talks to one storage account (and the local file system)."""
 
@@ -136,7 +140,7 @@ class Storage:
         try:
             props = self.service.get_blob_client(location.container, location.path).get_blob_properties()
         except ResourceNotFoundError as error:
-            raise SourceNotFound(f"There is no blob {location.path!r} in container {location.container!r}.") from error
+            raise _not_found(location) from error
         except (HttpResponseError, AzureError) as error:
             raise _unavailable(error, f"reading the properties of {location}") from error
         return SourceInfo(props.size, props.etag, props.last_modified)
@@ -167,7 +171,7 @@ class Storage:
             meta = first.meta
             info = SourceInfo(meta["size"], meta["e_tag"] or "", meta["last_modified"])
         except FileNotFoundError as error:
-            raise SourceNotFound(f"There is no blob {location.path!r} in container {location.container!r}.") from error
+            raise _not_found(location) from error
         except Exception as error:  # obstore: GenericError; 416 for an empty blob
             if "416" not in str(error):
                 raise _unavailable(error, f"reading {location}") from error

@@ -22,6 +22,7 @@ import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 import numcodecs
 import numpy as np
@@ -74,8 +75,8 @@ class _ReaderStore:
 def virtualize(reader: RangeReader, fmt: FileFormat, url: str, *, inline_threshold: int) -> Virtualized:
     """Parse the file behind ``reader`` and return its kerchunk reference (chunk URLs = ``url``)."""
     result = Virtualized(refs={})
-    prefix = url.split("://", 1)[0] + "://" + url.split("://", 1)[1].split("/", 1)[0]
-    registry = ObjectStoreRegistry({prefix: _ReaderStore(reader)})
+    parts = urlsplit(url)
+    registry = ObjectStoreRegistry({f"{parts.scheme}://{parts.netloc}": _ReaderStore(reader)})
     if fmt is FileFormat.HDF5:
         layout = _inspect_hdf5(reader)
         result.groups = layout.groups

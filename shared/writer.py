@@ -10,7 +10,7 @@ from urllib.parse import quote
 import ujson
 
 from shared import __version__
-from shared.paths import BlobLocation, LocalLocation, Location, REFERENCE_SUFFIXES
+from shared.paths import REFERENCE_SUFFIXES, BlobLocation, LocalLocation, Location, format_for_target
 from shared.storage import SourceInfo, Storage
 
 ZMETADATA = ".zmetadata"
@@ -36,10 +36,8 @@ class Provenance:
 def sibling(target: Location, fmt: str) -> Location:
     """The same reference under the other format's name (``x.json`` <-> ``x.parquet``)."""
     name = target.path.name if isinstance(target, LocalLocation) else target.path
-    for suffix in REFERENCE_SUFFIXES.values():
-        if name.lower().endswith(suffix):
-            name = name[: -len(suffix)] + REFERENCE_SUFFIXES[fmt]
-            break
+    current = format_for_target(target)  # the pipeline only writes to .json/.parquet names
+    name = name[: -len(REFERENCE_SUFFIXES[current])] + REFERENCE_SUFFIXES[fmt]
     if isinstance(target, LocalLocation):
         return LocalLocation(target.path.with_name(name))
     return BlobLocation(target.container, name, target.account)
