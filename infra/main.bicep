@@ -78,6 +78,27 @@ param inlineThreshold int = 500
 @minValue(512)
 param readBlockSize int = 4096
 
+@description('Seconds one file may take to parse before it fails with limits_exceeded.')
+@minValue(1)
+param parseTimeoutSeconds int = 120
+
+@description('Memory (MB) one file\'s parser process may use; keep parseWorkers x this within instanceMemoryMB plus headroom.')
+@minValue(512)
+param parseMemoryMB int = 1536
+
+@description('Chunks one file may have in all (counted from its header, before any index is read).')
+@minValue(1)
+param maxChunks int = 2000000
+
+@description('Bytes (MB) of a source one reference may read in all.')
+@minValue(1)
+param maxReadMB int = 256
+
+@description('Parser processes per instance, kept warm.')
+@minValue(1)
+@maxValue(64)
+param parseWorkers int = 4
+
 @description('Object id of the person or pipeline deploying (azd: AZURE_PRINCIPAL_ID). With grantDeployerDataAccess, it may upload to the source container and read references.')
 param deployerPrincipalId string = ''
 
@@ -228,6 +249,11 @@ module functionApp 'modules/function-app.bicep' = {
     parquetChunkThreshold: parquetChunkThreshold
     inlineThreshold: inlineThreshold
     readBlockSize: readBlockSize
+    parseTimeoutSeconds: parseTimeoutSeconds
+    parseMemoryMB: parseMemoryMB
+    maxChunks: maxChunks
+    maxReadMB: maxReadMB
+    parseWorkers: parseWorkers
     instanceMemoryMB: instanceMemoryMB
     maximumInstanceCount: maximumInstanceCount
   }

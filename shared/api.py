@@ -4,6 +4,11 @@
 and answers 200 with the pipeline's result model, or ``{"status": "error", "error": {...}}``
 with the status ``shared.errors.ERROR_TABLE`` gives the error's code. ``GET /api/health``
 reports whether storage and both containers answer.
+
+The body is read strictly: more than ``MAX_BODY_BYTES`` (1 MiB) is 413 ``payload_too_large``
+before any parsing (the largest body the schema admits, two 4096-character URLs with every
+character ``\\u``-escaped, is under 100 KB); JSON nested too deeply for the parser, or an object
+with the same key twice (at any depth), is 400 ``invalid_request`` naming the problem.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from shared.settings import Settings
 from shared.storage import Storage
 
 RETRY_AFTER_S = "30"
+MAX_BODY_BYTES = 1024 * 1024
 
 
 @dataclass
@@ -39,8 +45,18 @@ def generate(body: bytes, content_type: str | None, settings: Settings, storage:
     if (content_type or "").split(";")[0].strip().lower() != "application/json":
         return ApiResponse(415, _error_body("unsupported_media_type", f"The request body must be JSON, not {content_type or 'untyped'}.",
                                             "Send Content-Type: application/json with a JSON object."))
+    if len(body or b"") > MAX_BODY_BYTES:
+        return ApiResponse(413, _error_body("payload_too_large",
+                                            f"The request body is {len(body):,} bytes; at most {MAX_BODY_BYTES:,} are accepted.",
+                                            'Send only {"netcdf_url", "output_url", "format", "scan_only"}.'))
     try:
-        payload = json.loads(body or b"")
+        payload = json.loads(body or b"", object_pairs_hook=_refuse_duplicate_keys)
+    except _DuplicateKey as error:
+        return _error(InvalidRequest(f"The request body has the key {error.key!r} more than once.",
+                                     hint="Give each field once; which of two values counts would be a guess."))
+    except RecursionError:
+        return _error(InvalidRequest("The request body's JSON is nested too deeply.",
+                                     hint='Send a flat JSON object such as {"netcdf_url": "abfs://raw-netcdf/a.nc"}.'))
     except (ValueError, UnicodeDecodeError) as error:
         return _error(InvalidRequest(f"The request body is not valid JSON: {error}."))
     if not isinstance(payload, dict):
@@ -56,6 +72,22 @@ def generate(body: bytes, content_type: str | None, settings: Settings, storage:
         failed = error_result(request.source, error)
         return _error_from_info(failed.error)
     return ApiResponse(200, result.model_dump(mode="json", exclude_none=True))
+
+
+class _DuplicateKey(ValueError):
+    def __init__(self, key: str):
+        super().__init__(f"duplicate key {key!r}")
+        self.key = key
+
+
+def _refuse_duplicate_keys(pairs: list[tuple[str, object]]) -> dict:
+    """``json.loads``' object hook: the same key twice is an error, not last-one-wins."""
+    payload: dict = {}
+    for key, value in pairs:
+        if key in payload:
+            raise _DuplicateKey(key)
+        payload[key] = value
+    return payload
 
 
 def health(settings: Settings, storage: Storage) -> ApiResponse:

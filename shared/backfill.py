@@ -1,30 +1,35 @@
 """Bring every source under a prefix up to date: one reference per NetCDF blob.
 
-A blob is skipped when its reference already records the blob's current ETag (unless
-forced). The rest are referenced in parallel *processes* (HDF5 holds a process-wide lock,
-so threads would take turns), each file on its own: retryable failures are tried again
-with exponential backoff, and one bad file never stops the others. The unit of work,
-:func:`reference_one`, depends only on the source and the settings, so it can move behind
-a queue trigger unchanged.
+A blob is skipped when its *mapped* reference exists and records the blob's current ETag,
+or when its error record says it already failed at that ETag (unless ``retry_failed``);
+``force`` redoes everything. The rest are referenced by a few threads (the parsing itself
+runs in the confined parser processes of ``shared/sandbox``, so threads do not take turns
+on the HDF5 lock), each file on its own: retryable failures are tried again with
+exponential backoff, permanent ones get an error record, and one bad file never stops the
+others. The unit of work, :func:`reference_one`, depends only on the source and the
+settings, so it can move behind a queue trigger unchanged.
 """
 
 from __future__ import annotations
 
-import multiprocessing
-import os
 import sys
 import time
 from collections import Counter
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
 from urllib.parse import unquote
 
 from pydantic import BaseModel, Field
 
+from shared.errors import NcrefsError
 from shared.models import ReferenceRequest, ReferenceResult
-from shared.paths import BlobLocation, is_netcdf_name
+from shared.paths import BlobLocation, is_netcdf_name, reference_location
 from shared.pipeline import run_request
+from shared.records import record_failure, recorded_failures
+from shared.sandbox import parser_pool
 from shared.settings import Settings
 from shared.storage import Storage
+from shared.writer import ZMETADATA
 
 MAX_ATTEMPTS = 4
 FIRST_BACKOFF_S = 0.5
@@ -36,18 +41,17 @@ class BackfillSummary(BaseModel):
     candidates: int = 0
     done: int = 0
     skipped: int = 0
+    skipped_failed: int = 0
     failed: int = 0
     failed_by_code: dict[str, int] = Field(default_factory=dict)
     failures: list[ReferenceResult] = Field(default_factory=list)
     elapsed_s: float = 0.0
 
 
-_worker: tuple[Settings, Storage] | None = None
-
-
-def _init_worker(settings: Settings, connection_string: str | None) -> None:
-    global _worker
-    _worker = (settings, Storage(settings, connection_string))
+@dataclass(frozen=True)
+class Candidate:
+    source: BlobLocation
+    etag: str
 
 
 def reference_one(source: str, settings: Settings, storage: Storage) -> ReferenceResult:
@@ -60,23 +64,43 @@ def reference_one(source: str, settings: Settings, storage: Storage) -> Referenc
     return result
 
 
-def _reference_in_worker(source: str) -> ReferenceResult:
-    assert _worker is not None
-    return reference_one(source, *_worker)
+def plan(storage: Storage, settings: Settings, container: str, prefix: str, *, force: bool = False,
+         retry_failed: bool = False) -> tuple[list[Candidate], int, int]:
+    """The NetCDF blobs that need work; and how many were current, and how many failed before at their ETag."""
+    sources = [Candidate(BlobLocation(container, b.path), b.etag.strip('"'))
+               for b in storage.list_blobs(container, prefix) if is_netcdf_name(b.path)]
+    if force:
+        return sources, 0, 0
+    relative = prefix if container == settings.source_container else f"{container}/{prefix}"
+    refs = {b.path: b.metadata for b in storage.list_blobs(settings.refs_container, relative[: relative.rfind("/") + 1],
+                                                              metadata=True)}
+    failed = {} if retry_failed else recorded_failures(storage, settings, container, prefix)
+    todo, current, failed_before = [], 0, 0
+    for candidate in sources:
+        if _reference_is_current(refs, candidate, settings):
+            current += 1
+        elif failed.get(str(candidate.source)) == candidate.etag:
+            failed_before += 1
+        else:
+            todo.append(candidate)
+    return todo, current, failed_before
 
 
-def stale_sources(storage: Storage, settings: Settings, container: str, prefix: str, force: bool) -> tuple[list[str], int]:
-    """The NetCDF blobs whose reference is missing or records another ETag; and how many were current."""
-    sources = [b for b in storage.list_blobs(container, prefix) if is_netcdf_name(b.path)]
-    recorded: dict[str, str] = {}
-    if not force:
-        refs_prefix = prefix if container == settings.source_container else f"{container}/{prefix}"
-        for ref in storage.list_blobs(settings.refs_container, refs_prefix, metadata=True):
-            if "ncrefs_source" in ref.metadata:
-                recorded[unquote(ref.metadata["ncrefs_source"])] = ref.metadata.get("ncrefs_source_etag", "")
-    stale = [str(BlobLocation(container, b.path)) for b in sources
-             if force or recorded.get(str(BlobLocation(container, b.path))) != b.etag.strip('"')]
-    return stale, len(sources) - len(stale)
+def _reference_is_current(refs: dict[str, dict], candidate: Candidate, settings: Settings) -> bool:
+    """Whether the source's own mapped reference (JSON or Parquet) records this source at this ETag."""
+    try:
+        names = [reference_location(candidate.source, fmt="json", refs_container=settings.refs_container,
+                                    source_container=settings.source_container).path,
+                 reference_location(candidate.source, fmt="parquet", refs_container=settings.refs_container,
+                                    source_container=settings.source_container).path + "/" + ZMETADATA]
+    except NcrefsError:  # a name that cannot have a reference: the pipeline says why
+        return False
+    for name in names:
+        metadata = refs.get(name)
+        if (metadata and unquote(metadata.get("ncrefs_source", "")) == str(candidate.source)
+                and metadata.get("ncrefs_source_etag") == candidate.etag):
+            return True
+    return False
 
 
 def backfill(
@@ -87,39 +111,39 @@ def backfill(
     prefix: str = "",
     workers: int | None = None,
     force: bool = False,
+    retry_failed: bool = False,
     progress: bool | None = None,
 ) -> BackfillSummary:
     started = time.perf_counter()
     container = container or settings.source_container
     storage = Storage(settings, connection_string)
     storage.ensure_container(settings.refs_container)
-    todo, current = stale_sources(storage, settings, container, prefix, force)
-    summary = BackfillSummary(container=container, prefix=prefix, candidates=len(todo) + current, skipped=current)
-    workers = max(1, min(workers or os.cpu_count() or 1, len(todo) or 1))
+    todo, current, failed_before = plan(storage, settings, container, prefix, force=force, retry_failed=retry_failed)
+    summary = BackfillSummary(container=container, prefix=prefix, candidates=len(todo) + current + failed_before,
+                              skipped=current, skipped_failed=failed_before)
+    workers = max(1, min(workers or settings.parse_workers, len(todo) or 1))
+    parser_pool(settings, size=workers)
     show = sys.stderr.isatty() if progress is None else progress
 
-    def record(result: ReferenceResult) -> None:
-        if result.status == "error":
-            summary.failed += 1
-            summary.failures.append(result)
-        else:
-            summary.done += 1
+    def work(candidate: Candidate) -> ReferenceResult:
+        result = reference_one(str(candidate.source), settings, storage)
+        if result.status == "error" and not result.error.retryable:
+            try:
+                record_failure(storage, settings, candidate.source, result, candidate.etag)
+            except NcrefsError:
+                pass  # the failure is in the summary either way
+        return result
 
     bar = _progress_bar(len(todo), show)
-    if workers == 1:
-        for source in todo:
-            record(reference_one(source, settings, storage))
+    with ThreadPoolExecutor(workers) as pool:
+        for future in as_completed([pool.submit(work, c) for c in todo]):
+            result = future.result()
+            if result.status == "error":
+                summary.failed += 1
+                summary.failures.append(result)
+            else:
+                summary.done += 1
             bar.update(1)
-    else:
-        # spawn: a fresh interpreter per worker; forking a process that has HDF5 and
-        # obstore's runtime threads loaded is not safe.
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
-                                 initargs=(settings, connection_string)) as pool:
-            futures = [pool.submit(_reference_in_worker, source) for source in todo]
-            for future in as_completed(futures):
-                record(future.result())
-                bar.update(1)
     bar.close()
     summary.failed_by_code = dict(Counter(f.error.code for f in summary.failures if f.error))
     summary.elapsed_s = round(time.perf_counter() - started, 3)

@@ -2,7 +2,7 @@
 
     ncrefs virtualize SOURCE [--output TARGET] [--format json|parquet|auto] [--json]
     ncrefs scan SOURCE [--json]
-    ncrefs backfill [--container C] [--prefix P] [--workers N] [--force] [--json]
+    ncrefs backfill [--container C] [--prefix P] [--workers N] [--force] [--retry-failed] [--json]
 
 Exit codes: 0 success; 2 a permanent error (bad input: fix it and run again);
 1 a retryable or internal error (or, for backfill, any file failed).
@@ -46,6 +46,8 @@ def _parser() -> argparse.ArgumentParser:
     fill.add_argument("--prefix", default="", help="only blobs whose names start with this")
     fill.add_argument("--workers", type=int, help="parallel processes (default: number of CPUs)")
     fill.add_argument("--force", action="store_true", help="regenerate references that are already current")
+    fill.add_argument("--retry-failed", action="store_true",
+                      help="try again files whose error record says they failed at their current version")
     fill.add_argument("--json", action="store_true", help="print the summary as JSON")
     return parser
 
@@ -58,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "backfill":
         try:
             summary = backfill(settings, connection_string=args.connection_string, container=args.container,
-                               prefix=args.prefix, workers=args.workers, force=args.force)
+                               prefix=args.prefix, workers=args.workers, force=args.force, retry_failed=args.retry_failed)
         except NcrefsError as error:  # the container or the storage itself, not one file
             failed = error_result(args.container or settings.source_container, error)
             print(failed.model_dump_json(indent=2, exclude_none=True) if args.json else _describe(failed))
@@ -114,6 +116,8 @@ def _describe(result: ReferenceResult) -> str:
 def _describe_backfill(summary) -> str:
     lines = [f"backfill {summary.container}/{summary.prefix}: {summary.candidates} NetCDF files, "
              f"{summary.done} referenced, {summary.skipped} already current, {summary.failed} failed ({summary.elapsed_s:.1f} s)"]
+    if summary.skipped_failed:
+        lines.append(f"  {summary.skipped_failed} skipped: they failed before at their current version (--retry-failed to try again)")
     for code, count in sorted(summary.failed_by_code.items()):
         lines.append(f"  {code}: {count}")
     for failure in summary.failures:

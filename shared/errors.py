@@ -26,8 +26,12 @@ ERROR_TABLE: dict[str, ErrorKind] = {
     "not_netcdf": ErrorKind(422, 2, False),
     "not_virtualizable": ErrorKind(422, 2, False),
     "corrupt_file": ErrorKind(422, 2, False),
+    "limits_exceeded": ErrorKind(422, 2, False),
+    "conflict": ErrorKind(409, 2, False),
+    "access_denied": ErrorKind(403, 2, False),
     "source_changed": ErrorKind(409, 1, True),
     "storage_unavailable": ErrorKind(503, 1, True),
+    "storage_misconfigured": ErrorKind(503, 1, True),
     "internal": ErrorKind(500, 1, False),
 }
 
@@ -41,6 +45,11 @@ class NcrefsError(Exception):
         self.message = message
         self.hint = hint or self.default_hint
         self.variable = variable
+        self.source_etag: str | None = None  # the source version the failure concerns, once known
+
+    def __reduce__(self):
+        # Errors cross from the parser processes; keep the hint and variable on the way.
+        return _rebuild, (type(self), self.message, self.hint, self.variable, self.source_etag)
 
     @property
     def kind(self) -> ErrorKind:
@@ -87,6 +96,24 @@ class CorruptFile(NcrefsError):
     default_hint = "The file is damaged or incomplete: upload it again in full, then retry."
 
 
+class LimitsExceeded(NcrefsError):
+    code = "limits_exceeded"
+    default_hint = "The file needs more than this deployment allows; raise the named setting if the file is genuine."
+
+
+class Conflict(NcrefsError):
+    code = "conflict"
+    default_hint = "Two sources map to the same reference: rename one of them, or give an explicit output."
+
+
+class AccessDenied(NcrefsError):
+    code = "access_denied"
+    default_hint = (
+        "Give the identity ncrefs runs as the role it needs on the container: Storage Blob Data Reader on the "
+        "source container, Storage Blob Data Contributor on the refs container (or check the account key)."
+    )
+
+
 class SourceChanged(NcrefsError):
     code = "source_changed"
     default_hint = "The source was overwritten while it was read; run again to reference the new version."
@@ -97,5 +124,16 @@ class StorageUnavailable(NcrefsError):
     default_hint = "Storage did not answer; check the connection settings and try again shortly."
 
 
+class StorageMisconfigured(NcrefsError):
+    code = "storage_misconfigured"
+    default_hint = "Create the container (ncrefs backfill creates the refs container) or fix REFS_CONTAINER, then retry."
+
+
 class InternalError(NcrefsError):
     code = "internal"
+
+
+def _rebuild(cls, message, hint, variable, source_etag):
+    error = cls(message, hint=hint, variable=variable)
+    error.source_etag = source_etag
+    return error

@@ -12,17 +12,16 @@
 
 from __future__ import annotations
 
-import json
 import logging
-from datetime import datetime, timezone
 from typing import Literal
 
 from pydantic import BaseModel
 
 from shared.errors import NcrefsError
 from shared.models import ReferenceRequest, ReferenceResult
-from shared.paths import BlobLocation, error_record_location, is_netcdf_name
+from shared.paths import BlobLocation, is_netcdf_name
 from shared.pipeline import AccessPolicy, error_result, generate_reference
+from shared.records import record_failure
 from shared.settings import Settings
 from shared.storage import Storage
 
@@ -30,7 +29,7 @@ log = logging.getLogger("ncrefs.events")
 
 
 class BlobOutcome(BaseModel):
-    action: Literal["referenced", "skipped", "recorded_error"]
+    action: Literal["referenced", "skipped", "recorded_error", "unrecorded_error"]
     source: str
     result: ReferenceResult | None = None
     error_record: str | None = None
@@ -42,7 +41,6 @@ def reference_created_blob(container: str, name: str, settings: Settings, storag
     if not is_netcdf_name(name):
         log.info("skipping %s: not a NetCDF name", source)
         return BlobOutcome(action="skipped", source=str(source))
-    record = error_record_location(source, refs_container=settings.refs_container, source_container=settings.source_container)
     try:
         result = generate_reference(ReferenceRequest(source=str(source)), settings, storage, AccessPolicy.configured(settings))
     except NcrefsError as error:
@@ -57,6 +55,12 @@ def reference_created_blob(container: str, name: str, settings: Settings, storag
         return BlobOutcome(action="referenced", source=str(source), result=result)
 
     log.error("cannot reference %s: [%s] %s", source, failed.error.code, failed.error.message)
-    document = {"source": str(source), "recorded_at": datetime.now(timezone.utc).isoformat(), **failed.model_dump(exclude_none=True)}
-    storage.put(record, json.dumps(document, indent=2).encode(), content_type="application/json")
+    try:
+        record = record_failure(storage, settings, source, failed)
+    except NcrefsError as error:
+        if error.retryable:
+            raise
+        # E.g. no right to write the refs container either: retrying cannot help, the log says why.
+        log.error("could not record the failure of %s: [%s] %s", source, error.code, error.message)
+        return BlobOutcome(action="unrecorded_error", source=str(source), result=failed)
     return BlobOutcome(action="recorded_error", source=str(source), result=failed, error_record=str(record))

@@ -8,6 +8,11 @@ Accepted forms of a source or target:
 - ``container/path``
 - a local path or a ``file://`` URL
 
+A URL that names an endpoint (``https://…`` or path-style ``http://…``) records it on the
+:class:`BlobLocation`; ``Storage.check_account`` accepts it only when it is the configured one.
+A malformed host or port (unbalanced ``[``, fullwidth ``／``/``：``, a port that is not a number
+in 1-65535) is an :class:`InvalidRequest`, never an unexpected error.
+
 Only a blob name's final suffix ever changes when mapping (never a substring elsewhere),
 and names that could escape their container or upset a reader are refused.
 """
@@ -16,7 +21,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from urllib.parse import unquote, urlsplit
 
@@ -25,11 +30,17 @@ from shared.errors import InvalidRequest, SourceNotAllowed
 NETCDF_SUFFIXES = (".nc", ".nc4", ".netcdf", ".h5", ".hdf5", ".he5")
 REFERENCE_SUFFIXES = {"json": ".json", "parquet": ".parquet"}
 ERRORS_PREFIX = "_errors"
+# Names in the refs container whose first segment starts with this belong to ncrefs itself
+# (error records now; datasets and the catalog later): never a reference target.
+RESERVED_MARK = "_"
 
 _CONTAINER_RE = re.compile(r"^(?=.{3,63}$)[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9]))*$")
 _ACCOUNT_RE = re.compile(r"^[a-z0-9]{3,24}$")
 _AZURE_HOST_RE = re.compile(r"^(?P<account>[a-z0-9]{3,24})\.(?:blob|dfs)\.core\.windows\.net$")
 _LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "[::1]", "::1"}
+# host or [IPv6 literal], then optionally ':' and a port; userinfo is refused before this applies.
+_NETLOC_RE = re.compile(r"^(?P<host>\[[^\[\]]*\]|[^\[\]:]*)(?::(?P<port>.*))?$", re.DOTALL)
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 MAX_BLOB_NAME = 1024
 MAX_SEGMENTS = 254
 
@@ -39,6 +50,9 @@ class BlobLocation:
     container: str
     path: str
     account: str | None = None  # given only when the user's URL named one
+    # ``scheme://host:port[/account]`` when the user's URL named an endpoint (see blob_endpoint);
+    # not part of equality, so a location compares (and prints) as before.
+    endpoint: str | None = field(default=None, compare=False)
 
     def url(self, scheme: str = "abfs", account: str | None = None) -> str:
         """The URL written into references and results (``abfs://container/path`` by default)."""
@@ -76,7 +90,11 @@ def parse_location(text: str, *, what: str = "source", allow_local: bool = True)
     if "\\" in text:
         raise InvalidRequest(f"The {what} {text!r} contains a backslash.", hint="Use forward slashes between path segments.")
 
-    parts = urlsplit(text)
+    try:
+        parts = urlsplit(text)
+    except ValueError as error:  # unbalanced '[' or ']', or a host with a fullwidth '／', '：', '？', '＠'…
+        raise InvalidRequest(f"The {what} {text!r} is not a well-formed URL: {error}.",
+                             hint="Check the host part: plain ASCII '/', ':' and balanced [ ] for IPv6.") from None
     scheme = parts.scheme.lower()
     if len(scheme) == 1:  # a Windows drive letter, not a scheme
         scheme = ""
@@ -114,16 +132,19 @@ def parse_location(text: str, *, what: str = "source", allow_local: bool = True)
 def _parse_http(text: str, parts, what: str) -> BlobLocation:
     if parts.username or parts.password or "@" in parts.netloc:
         raise SourceNotAllowed(f"The {what} {text!r} carries user information, which is never accepted.")
-    host = (parts.hostname or "").lower()
+    scheme = parts.scheme.lower()
+    host, port = _host_and_port(text, parts, what)
     segments = parts.path.lstrip("/")
     match = _AZURE_HOST_RE.match(host)
-    if match and parts.scheme.lower() == "https" and parts.port in (None, 443):
+    if match and scheme == "https" and port in (None, 443):
         account = match["account"]
+        endpoint = _endpoint(scheme, host, port)
     elif host in _LOOPBACK_HOSTS:
         # Azurite path-style: http://127.0.0.1:10000/<account>/<container>/<path>
         account, _, segments = segments.partition("/")
         if not _ACCOUNT_RE.match(account):
             raise InvalidRequest(f"The {what} {text!r} has no valid account name after the emulator host.")
+        endpoint = _endpoint(scheme, host, port, account)
     else:
         raise SourceNotAllowed(
             f"The {what} {text!r} is not a blob in an Azure storage account.",
@@ -135,17 +156,59 @@ def _parse_http(text: str, parts, what: str) -> BlobLocation:
             hint="Give the plain blob URL; access uses the app's own credentials.",
         )
     container, _, path = segments.partition("/")
-    return _blob(unquote(container), unquote(path), account, text, what)
+    return _blob(unquote(container), unquote(path), account, text, what, endpoint)
 
 
-def _blob(container: str, path: str, account: str | None, text: str, what: str) -> BlobLocation:
+def _host_and_port(text: str, parts, what: str) -> tuple[str, int | None]:
+    """The URL's lowercased host (without IPv6 brackets) and port; InvalidRequest if either is malformed."""
+    shape = _NETLOC_RE.match(parts.netloc)
+    if not shape:
+        raise InvalidRequest(f"The {what} {text!r} has a malformed host {parts.netloc!r}.",
+                             hint="Give host or host:port (an IPv6 address in [ ]), e.g. http://127.0.0.1:10000/devstoreaccount1/….")
+    if not shape["host"].strip("[]"):
+        raise InvalidRequest(f"The {what} {text!r} has no host.", hint="Give the storage account's host name.")
+    port_text = shape["port"]
+    if port_text is not None and not (port_text.isascii() and port_text.isdigit() and 1 <= int(port_text) <= 65535):
+        raise InvalidRequest(f"The {what} {text!r} has the port {port_text!r}, which is not a number from 1 to 65535.",
+                             hint="Give the port as plain digits, e.g. :10000, or leave it out.")
+    try:
+        return (parts.hostname or "").lower(), parts.port
+    except ValueError as error:  # the checks above should leave nothing for urllib to refuse
+        raise InvalidRequest(f"The {what} {text!r} has a malformed host or port: {error}.") from None
+
+
+def _endpoint(scheme: str, host: str, port: int | None, account: str | None = None) -> str:
+    """``scheme://host:port`` (default port filled in, ``.dfs.`` read as ``.blob.``), plus ``/account`` for path-style."""
+    host = host.lower()
+    match = _AZURE_HOST_RE.match(host)
+    if match:
+        host = f"{match['account']}.blob.core.windows.net"
+    if ":" in host:
+        host = f"[{host}]"
+    port = port if port is not None else _DEFAULT_PORTS.get(scheme)
+    return f"{scheme}://{host}:{port}" + (f"/{account}" if account else "")
+
+
+def blob_endpoint(url: str) -> str:
+    """A blob service URL's endpoint, normalized as :class:`BlobLocation` records it.
+
+    ``http://127.0.0.1:10000/devstoreaccount1/`` -> ``http://127.0.0.1:10000/devstoreaccount1``;
+    ``https://acct.blob.core.windows.net/`` -> ``https://acct.blob.core.windows.net:443``.
+    """
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    account = parts.path.strip("/").partition("/")[0] or None
+    return _endpoint(scheme, parts.hostname or "", parts.port, account)
+
+
+def _blob(container: str, path: str, account: str | None, text: str, what: str, endpoint: str | None = None) -> BlobLocation:
     if not _CONTAINER_RE.match(container):
         raise InvalidRequest(
             f"The {what} {text!r} has no valid container name ({container!r}).",
             hint="Container names are 3-63 lowercase letters, digits and single hyphens, e.g. raw-netcdf.",
         )
     validate_blob_name(path, what=what, text=text)
-    return BlobLocation(container, path, account)
+    return BlobLocation(container, path, account, endpoint)
 
 
 def validate_blob_name(path: str, *, what: str = "source", text: str | None = None) -> None:
@@ -212,7 +275,19 @@ def reference_location(source: Location, *, fmt: str, refs_container: str, sourc
     relative = source.path if source.container == source_container else f"{source.container}/{source.path}"
     target = BlobLocation(refs_container, reference_name(relative, fmt), source.account)
     validate_blob_name(target.path, what="reference target")
+    if is_reserved(target, refs_container):
+        raise InvalidRequest(
+            f"The source {source} would map to {target}, but names starting with {RESERVED_MARK!r} at the top of "
+            f"the {refs_container} container are reserved for ncrefs's own records.",
+            hint="Move or rename the file (its first folder must not start with '_'), or give an explicit output.",
+        )
     return target
+
+
+def is_reserved(location: Location, refs_container: str) -> bool:
+    """Whether a location lies in the refs container's reserved namespace (``_errors/``, ...)."""
+    return (isinstance(location, BlobLocation) and location.container == refs_container
+            and location.path.startswith(RESERVED_MARK))
 
 
 def error_record_location(source: BlobLocation, *, refs_container: str, source_container: str) -> BlobLocation:

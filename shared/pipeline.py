@@ -14,7 +14,6 @@ import uuid
 from dataclasses import dataclass
 
 from shared.errors import InternalError, InvalidRequest, NcrefsError, SourceNotAllowed
-from shared.formats import sniff
 from shared.models import ErrorInfo, ReferenceRequest, ReferenceResult
 from shared.paths import (
     BlobLocation,
@@ -22,13 +21,15 @@ from shared.paths import (
     Location,
     error_record_location,
     format_for_target,
+    is_reserved,
     parse_location,
     reference_location,
 )
+from shared.reader import FIRST_READ, RangeReader
+from shared.sandbox import Parsed, parser_pool
 from shared.scan import scan_refs
 from shared.settings import Settings
 from shared.storage import Storage
-from shared.virtualize import virtualize
 from shared.writer import Provenance, write_reference
 
 log = logging.getLogger("ncrefs")
@@ -67,13 +68,17 @@ def generate_reference(
     policy.check(source, policy.source_containers, "source")
     storage.check_account(source)
     target = _target(request, source, settings, storage, policy)
+    if target is None and not request.scan_only:  # a source whose reference would fall in a reserved name: refuse it now
+        reference_location(source, fmt="json", refs_container=settings.refs_container, source_container=settings.source_container)
 
     reader = storage.open_source(source, settings.read_block_size)
     info = reader.info
+    url = source.url(settings.url_scheme, _account_for_urls(settings, storage))
     try:
-        file_format = sniff(reader.read_at, info.size, str(source))
-        url = source.url(settings.url_scheme, _account_for_urls(settings, storage))
-        virtual = virtualize(reader, file_format, url, inline_threshold=settings.inline_threshold)
+        virtual = parse(reader, url, str(source), settings)
+    except NcrefsError as error:
+        error.source_etag = info.etag  # the version that failed: error records and backfill compare it
+        raise
     finally:
         reader.close()
     report = scan_refs(virtual.refs)
@@ -110,6 +115,14 @@ def generate_reference(
     return result
 
 
+def parse(reader: RangeReader, url: str, name: str, settings: Settings) -> Parsed:
+    """The file's reference, parsed in a confined parser process under the configured limits."""
+    head = reader.read_at(0, min(FIRST_READ, reader.size))  # already fetched by the first GET
+    options = {"block_size": settings.read_block_size, "inline_threshold": settings.inline_threshold,
+               "max_chunks": settings.max_chunks}
+    return parser_pool(settings).parse(reader, head, url=url, name=name, options=options)
+
+
 def run_request(request: ReferenceRequest, settings: Settings, storage: Storage,
                 policy: AccessPolicy = AccessPolicy()) -> ReferenceResult:
     """:func:`generate_reference`, with every failure turned into an error result."""
@@ -127,7 +140,7 @@ def error_result(source: str, error: Exception) -> ReferenceResult:
         info = ErrorInfo(**error.to_dict(), correlation_id=correlation_id)
     else:
         info = ErrorInfo(**error.to_dict())
-    return ReferenceResult(status="error", input=source, error=info)
+    return ReferenceResult(status="error", input=source, error=info, source_etag=error.source_etag)
 
 
 def _target(request: ReferenceRequest, source: Location, settings: Settings, storage: Storage,
@@ -137,6 +150,10 @@ def _target(request: ReferenceRequest, source: Location, settings: Settings, sto
     target = parse_location(request.target, what="target", allow_local=policy.allow_local)
     policy.check(target, policy.target_containers, "target")
     storage.check_account(target)
+    if is_reserved(target, settings.refs_container):
+        raise InvalidRequest(f"The target {request.target!r} is in a reserved part of the {settings.refs_container} container "
+                             "(names starting with '_' hold ncrefs's own records).",
+                             hint="Give a target whose first folder does not start with '_'.")
     implied = format_for_target(target)
     if implied is None:
         raise InvalidRequest(f"The target {request.target!r} must end in .json or .parquet.",

@@ -115,9 +115,17 @@ class RangeReader(io.RawIOBase):
         """Take bytes the caller fetched itself (one GET) into the cache and the counts."""
         self.stats.requests += 1
         self.stats.bytes_read += len(data)
+        self.seed(start, data)
+
+    def seed(self, start: int, data: bytes) -> None:
+        """Take bytes someone else already fetched (and counted) into the cache."""
         if data:
             self._store(start, data, keep=(start, start + len(data)))
             self._last_end = start + len(data)
+
+    def fetch_counted(self, start: int, end: int) -> bytes:
+        """One GET of ``[start, end)``, counted, not cached: for a parser process's reads."""
+        return self._get(start, end)
 
     def prefetch_all(self) -> None:
         """Fetch every byte not yet cached, in as few GETs as the cache holds."""

@@ -47,6 +47,17 @@ class Settings(BaseSettings):
     # Smallest ranged read of a source; sequential reads grow from it (see shared/reader.py).
     read_block_size: int = Field(default=4096, ge=512, validation_alias="READ_BLOCK_SIZE")
 
+    # Limits on what one file may cost: any file is parsed in a separate process under them,
+    # so a hostile or broken file fails with limits_exceeded instead of taking the worker down.
+    parse_timeout_s: float = Field(default=120, gt=0, validation_alias="PARSE_TIMEOUT_S")
+    parse_memory_mb: int = Field(default=1536, ge=512, validation_alias="PARSE_MEMORY_MB")
+    # Chunks a file's variables may have in all (counted from the header, before any index is read).
+    max_chunks: int = Field(default=2_000_000, ge=1, validation_alias="MAX_CHUNKS")
+    # Bytes of the source one reference may read in all.
+    max_read_mb: int = Field(default=256, ge=1, validation_alias="MAX_READ_MB")
+    # Parser processes kept warm; more files at once wait for one.
+    parse_workers: int = Field(default=4, ge=1, le=64, validation_alias="PARSE_WORKERS")
+
     @field_validator("connection_string", "blob_service_uri", "credential", "client_id", mode="before")
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:

@@ -18,19 +18,30 @@ from functools import cached_property
 from urllib.parse import urlsplit
 
 import obstore
-from azure.core.exceptions import AzureError, HttpResponseError, ResourceExistsError, ResourceNotFoundError
+from azure.core import MatchConditions
+from azure.core.exceptions import (
+    AzureError,
+    ClientAuthenticationError,
+    HttpResponseError,
+    ResourceExistsError,
+    ResourceModifiedError,
+    ResourceNotFoundError,
+)
 from azure.storage.blob import BlobServiceClient, ContentSettings, ExponentialRetry
-from obstore.exceptions import PreconditionError
+from obstore.exceptions import PermissionDeniedError, PreconditionError, UnauthenticatedError
 from obstore.store import AzureStore
 
 from shared.errors import (
+    AccessDenied,
     InvalidRequest,
+    NcrefsError,
     SourceChanged,
     SourceNotAllowed,
     SourceNotFound,
+    StorageMisconfigured,
     StorageUnavailable,
 )
-from shared.paths import BlobLocation, LocalLocation, Location
+from shared.paths import BlobLocation, LocalLocation, Location, blob_endpoint
 from shared.reader import FIRST_READ, RangeReader
 from shared.settings import Settings
 
@@ -57,8 +68,33 @@ class ListedBlob:
     metadata: dict[str, str]
 
 
+@dataclass(frozen=True)
+class BlobHead:
+    etag: str
+    metadata: dict[str, str]
+
+
+class WriteRaced(Exception):
+    """A conditional write lost: someone wrote the blob between our look and our write."""
+
+
+# The role each kind of operation needs (for access_denied messages).
+_READ_ROLE = "Storage Blob Data Reader"
+_WRITE_ROLE = "Storage Blob Data Contributor"
+
+
 def _unavailable(error: Exception, what: str) -> StorageUnavailable:
     return StorageUnavailable(f"Storage did not answer while {what}: {type(error).__name__}: {str(error).splitlines()[0][:300]}")
+
+
+def _is_denied(error: Exception) -> bool:
+    if isinstance(error, (ClientAuthenticationError, PermissionDeniedError, UnauthenticatedError)):
+        return True
+    return isinstance(error, HttpResponseError) and error.status_code in (401, 403)
+
+
+def _missing_refs_container(container: str) -> StorageMisconfigured:
+    return StorageMisconfigured(f"There is no container {container!r} to write references into.")
 
 
 def _not_found(location: BlobLocation) -> SourceNotFound:
@@ -101,6 +137,25 @@ class Storage:
     def account_name(self) -> str:
         return self.service.account_name
 
+    def identity(self) -> str:
+        """Who storage sees, for messages (never the secret itself)."""
+        if self._connection_string:
+            return f"the account key of storage account {self.account_name!r} (connection string)"
+        if (self.settings.credential or "").lower() == "managedidentity":
+            return f"managed identity {self.settings.client_id or '(system-assigned)'}"
+        return "the default Azure credential (az login, environment or managed identity)"
+
+    def _failure(self, error: Exception, what: str, container: str, write: bool = False) -> NcrefsError:
+        """A storage exception as the error ncrefs reports."""
+        if _is_denied(error):
+            role = _WRITE_ROLE if write else _READ_ROLE
+            return AccessDenied(
+                f"Storage refused access while {what}: {self.identity()} may not {'write' if write else 'read'} "
+                f"container {container!r}.",
+                hint=f"Grant that identity {role} on container {container!r} (or fix the account key), then retry.",
+            )
+        return _unavailable(error, what)
+
     def _store(self, container: str) -> AzureStore:
         if container not in self._stores:
             endpoint = self.service.url.rstrip("/")
@@ -119,8 +174,23 @@ class Storage:
         return self._stores[container]
 
     def check_account(self, location: Location) -> None:
-        """Refuse a blob URL that names another storage account than the one configured."""
-        if isinstance(location, BlobLocation) and location.account and location.account != self.account_name:
+        """Refuse a blob URL that names another endpoint or storage account than the one configured.
+
+        A URL with an endpoint (``https://<account>.blob…``, path-style ``http://127.0.0.1:<port>/<account>/…``)
+        must name the configured blob endpoint: same scheme, host (any case; ``.dfs.`` is the account's
+        ``.blob.``), port (80/443 when left out) and, path-style, account. ``abfs://container@<account>.dfs…``
+        names only an account, which must be the configured one.
+        """
+        if not isinstance(location, BlobLocation):
+            return
+        if location.endpoint is not None and location.endpoint != blob_endpoint(self.service.url):
+            configured = self.service.url.split("?", 1)[0]  # never show a SAS token from the connection string
+            raise SourceNotAllowed(
+                f"The URL names the blob endpoint {location.endpoint}, not the configured one ({configured}).",
+                hint=f"Give the blob as abfs://{location.container}/<path>, {location.container}/<path>, "
+                     f"or a URL under {configured}.",
+            )
+        if location.account and location.account != self.account_name:
             raise SourceNotAllowed(
                 f"{location.account!r} is not the configured storage account ({self.account_name!r}).",
                 hint="Give a blob in the configured account, or configure the connection for that account.",
@@ -142,8 +212,18 @@ class Storage:
         except ResourceNotFoundError as error:
             raise _not_found(location) from error
         except (HttpResponseError, AzureError) as error:
-            raise _unavailable(error, f"reading the properties of {location}") from error
+            raise self._failure(error, f"reading the properties of {location}", location.container) from error
         return SourceInfo(props.size, props.etag, props.last_modified)
+
+    def head(self, location: BlobLocation) -> BlobHead | None:
+        """A blob's ETag and metadata, or None when it does not exist."""
+        try:
+            props = self.service.get_blob_client(location.container, location.path).get_blob_properties()
+        except ResourceNotFoundError:
+            return None
+        except (HttpResponseError, AzureError) as error:
+            raise self._failure(error, f"reading the properties of {location}", location.container) from error
+        return BlobHead(props.etag, dict(props.metadata or {}))
 
     def open_source(self, location: Location, block_size: int) -> RangeReader:
         """A reader over one version of the source, and that version's properties (``reader.info``).
@@ -174,7 +254,7 @@ class Storage:
             raise _not_found(location) from error
         except Exception as error:  # obstore: GenericError; 416 for an empty blob
             if "416" not in str(error):
-                raise _unavailable(error, f"reading {location}") from error
+                raise self._failure(error, f"reading {location}", location.container) from error
             head, info = b"", self.source_info(location)
 
         def fetch(start: int, end: int) -> bytes:
@@ -184,9 +264,10 @@ class Storage:
             except PreconditionError as error:
                 raise SourceChanged(f"{location} was overwritten while it was being read; nothing was written.") from error
             except FileNotFoundError as error:
-                raise SourceChanged(f"{location} was deleted while it was being read; nothing was written.") from error
+                raise SourceNotFound(f"{location} was deleted while it was being read; nothing was written.",
+                                     hint="Upload the file again if it should have a reference.") from error
             except Exception as error:  # obstore raises GenericError for connection failures
-                raise _unavailable(error, f"reading {location}") from error
+                raise self._failure(error, f"reading {location}", location.container) from error
 
         reader = RangeReader(fetch, info.size, block_size=block_size, name=str(location))
         reader.add_fetched(0, head)
@@ -199,9 +280,11 @@ class Storage:
             for blob in client.list_blobs(name_starts_with=prefix or None, include=["metadata"] if metadata else None):
                 yield ListedBlob(blob.name, blob.size, blob.etag, dict(blob.metadata or {}))
         except ResourceNotFoundError as error:
+            if container == self.settings.refs_container:
+                raise _missing_refs_container(container) from error
             raise SourceNotFound(f"There is no container {container!r}.") from error
         except (HttpResponseError, AzureError) as error:
-            raise _unavailable(error, f"listing {container}/{prefix}") from error
+            raise self._failure(error, f"listing {container}/{prefix}", container) from error
 
     # -- writes ----------------------------------------------------------------------------
     def ensure_container(self, container: str) -> None:
@@ -210,26 +293,40 @@ class Storage:
         except ResourceExistsError:
             pass
         except (HttpResponseError, AzureError) as error:
-            raise _unavailable(error, f"creating container {container}") from error
+            raise self._failure(error, f"creating container {container}", container, write=True) from error
 
-    def put(self, location: Location, data: bytes, *, content_type: str, metadata: dict[str, str] | None = None) -> None:
-        """Write one object atomically: readers see the old object or the whole new one."""
+    def put(self, location: Location, data: bytes, *, content_type: str, metadata: dict[str, str] | None = None,
+            if_etag: str | None = None, if_absent: bool = False) -> None:
+        """Write one object atomically: readers see the old object or the whole new one.
+
+        ``if_etag`` / ``if_absent`` make the write conditional (the blob is still that version,
+        or still does not exist); a lost race raises :class:`WriteRaced`.
+        """
         if isinstance(location, LocalLocation):
             location.path.parent.mkdir(parents=True, exist_ok=True)
             with tempfile.NamedTemporaryFile(dir=location.path.parent, prefix=".ncrefs-", delete=False) as handle:
                 handle.write(data)
             os.replace(handle.name, location.path)
             return
+        conditions = {}
+        if if_etag:
+            conditions = {"etag": if_etag, "match_condition": MatchConditions.IfNotModified}
+        elif if_absent:
+            conditions = {"match_condition": MatchConditions.IfMissing}
         try:
             # One Put Blob (or Put Block List) call: the blob becomes visible only when it commits.
             self.service.get_blob_client(location.container, location.path).upload_blob(
                 data, overwrite=True, metadata=metadata, content_settings=ContentSettings(content_type=content_type),
+                **conditions,
             )
+        except (ResourceModifiedError, ResourceExistsError) as error:
+            if conditions:
+                raise WriteRaced(str(location)) from error
+            raise self._failure(error, f"writing {location}", location.container, write=True) from error
         except ResourceNotFoundError as error:
-            raise SourceNotFound(f"There is no container {location.container!r} to write {location.path!r} into.",
-                                 hint="Create the container first (ncrefs backfill creates the refs container).") from error
+            raise _missing_refs_container(location.container) from error
         except (HttpResponseError, AzureError) as error:
-            raise _unavailable(error, f"writing {location}") from error
+            raise self._failure(error, f"writing {location}", location.container, write=True) from error
 
     def delete(self, location: Location) -> bool:
         """Delete one object if it exists; True when something was deleted."""
@@ -248,7 +345,7 @@ class Storage:
         except ResourceNotFoundError:
             return False
         except (HttpResponseError, AzureError) as error:
-            raise _unavailable(error, f"deleting {location}") from error
+            raise self._failure(error, f"deleting {location}", location.container, write=True) from error
 
     def list_under(self, location: Location) -> list[Location]:
         """The objects inside a directory-like reference (a Parquet reference)."""

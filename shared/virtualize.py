@@ -1,16 +1,17 @@
-"""Turn a NetCDF/HDF5 file's header into a kerchunk reference, with virtualizarr.
+"""Turn a NetCDF/HDF5 file's header into a kerchunk reference, with virtualizarr's pieces.
 
-virtualizarr parses the file (HDFParser / NetCDF3Parser) through our :class:`RangeReader`
-and writes each group's kerchunk references. Around it this module:
+This runs inside a parser process (``shared/sandbox``): the file is untrusted. It
 
-- looks at an HDF5 file's layout first (all groups, chunk counts, codecs, dtypes) to plan
-  the reads and to refuse what cannot be referenced, naming the variable;
+- walks an HDF5 file itself (``shared/hdf5.py``: nothing outside the blob is read, links do
+  not loop, everything is sized before it is allocated) and plans the reads;
+- parses a NetCDF3 header with virtualizarr's header parser and checks its record count
+  against the file's size before any per-record array exists;
 - nests every HDF5 group into the one reference (``group/var/...``);
 - makes the reference read back what the original file reads: no Zarr fill value where the
   NetCDF variable has no ``_FillValue`` (xarray masks a Zarr fill value), and chunks that
   were never written materialized with the file's fill value;
 - refuses references that point past the end of the file (a truncated upload);
-- copies small chunks and small dimension coordinates into the reference.
+- copies small variables and small dimension coordinates into the reference.
 """
 
 from __future__ import annotations
@@ -22,14 +23,14 @@ import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
 import numcodecs
 import numpy as np
-from obspec_utils.registry import ObjectStoreRegistry
-from virtualizarr.parsers import HDFParser, NetCDF3Parser
+from virtualizarr.manifests import ManifestGroup
+from virtualizarr.parsers import netcdf3 as vz_netcdf3
 
-from shared.errors import CorruptFile, NotNetCDF, NotVirtualizable
+from shared import hdf5
+from shared.errors import CorruptFile, LimitsExceeded, NcrefsError, NotVirtualizable
 from shared.formats import FileFormat
 from shared.reader import BANDWIDTH_BPS, REQUEST_LATENCY_S, RangeReader
 
@@ -54,56 +55,33 @@ class Virtualized:
     plan: str = "ranged"
 
 
-class _ReaderStore:
-    """The obspec face of a RangeReader, for parsers that open their own reader (NetCDF3Parser)."""
-
-    def __init__(self, reader: RangeReader):
-        self.reader = reader
-
-    def head(self, path: str) -> dict[str, Any]:
-        return {"path": path, "size": self.reader.size, "e_tag": None, "last_modified": None, "version": None}
-
-    def get_range(self, path: str, *, start: int, end: int | None = None, length: int | None = None) -> bytes:
-        length = length if length is not None else (end or self.reader.size) - start
-        return self.reader.read_at(start, length)
-
-    def get_ranges(self, path: str, *, starts, ends=None, lengths=None) -> list[bytes]:
-        lengths = lengths if lengths is not None else [e - s for s, e in zip(starts, ends)]
-        return [self.reader.read_at(s, n) for s, n in zip(starts, lengths)]
-
-
-def virtualize(reader: RangeReader, fmt: FileFormat, url: str, *, inline_threshold: int) -> Virtualized:
+def virtualize(reader: RangeReader, fmt: FileFormat, url: str, *, inline_threshold: int, max_chunks: int) -> Virtualized:
     """Parse the file behind ``reader`` and return its kerchunk reference (chunk URLs = ``url``)."""
     result = Virtualized(refs={})
-    parts = urlsplit(url)
-    registry = ObjectStoreRegistry({f"{parts.scheme}://{parts.netloc}": _ReaderStore(reader)})
-    if fmt is FileFormat.HDF5:
-        layout = _inspect_hdf5(reader)
-        result.groups = layout.groups
-        result.warnings += layout.warnings
-        result.plan = _plan_reads(reader, layout)
-        parser = HDFParser(reader_factory=lambda store, path: reader)
-    else:
-        parser = NetCDF3Parser()
-
+    # Parsing runs one file at a time per process, so catching warnings here cannot mix
+    # two invocations' warnings (warnings.catch_warnings is process-wide, not thread-safe).
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            manifest_store = parser(url=url, registry=registry)
+            if fmt is FileFormat.HDF5:
+                root, unwritten = _hdf5_group(reader, url, max_chunks, result)
+            else:
+                root, unwritten = _netcdf3_group(reader, url, max_chunks), {}
             # One virtual dataset per group, unaligned (a DataTree would force child groups'
             # dimensions to agree with their parents', which NetCDF does not require).
-            datasets = manifest_store._group.to_virtual_datasets()
+            datasets = root.to_virtual_datasets()
             group_refs = {path: ds.vz.to_kerchunk(format="dict")["refs"] for path, ds in datasets.items()}
-        except (NotVirtualizable, CorruptFile, NotNetCDF):
+        except NcrefsError:
             raise
         except Exception as error:
-            raise _classify_parse_error(error, fmt) from error
+            raise classify_parse_error(error, fmt) from error
     result.warnings += [f"virtualizarr: {w.message}" for w in caught if _worth_reporting(str(w.message))]
 
     refs: dict[str, Any] = {}
     for path, group in group_refs.items():
         refs.update({(f"{path}/{key}" if path else key): value for key, value in group.items()})
     _fix_scalar_keys(refs)
+    _restore_chunk_shapes(refs, unwritten)
     _check_ranges(refs, reader.size)
     result.warnings += _fix_fill_values(refs)
     _inline_small_chunks(refs, reader, inline_threshold)
@@ -111,69 +89,46 @@ def virtualize(reader: RangeReader, fmt: FileFormat, url: str, *, inline_thresho
     return result
 
 
-# -- HDF5 layout --------------------------------------------------------------------------------
-@dataclass
-class _Hdf5Layout:
-    groups: list[str]
-    chunk_count: int
-    chunked_datasets: int
-    warnings: list[str]
-
-
-def _inspect_hdf5(reader: RangeReader) -> _Hdf5Layout:
-    """Walk every group's object headers (no chunk index is read) to plan and to vet."""
+def _hdf5_group(reader: RangeReader, url: str, max_chunks: int, result: Virtualized):
     import h5py
-    from virtualizarr.parsers.hdf.filters import codecs_from_dataset
 
-    groups = ["/"]
-    chunk_count = chunked = 0
-    dimension_scales = False
-    problems: list[NotVirtualizable] = []
-
-    def vet(name: str, obj) -> None:
-        nonlocal chunk_count, chunked, dimension_scales
-        dimension_scales = dimension_scales or obj.attrs.get("CLASS") == b"DIMENSION_SCALE"
-        dtype = obj.dtype
-        if dtype.kind == "O" and h5py.check_vlen_dtype(dtype) not in (str, bytes):
-            what = "object references" if h5py.check_ref_dtype(dtype) else "variable-length arrays"
-            problems.append(NotVirtualizable(f"Variable {name!r} holds {what} ({dtype}), which Zarr cannot reference.", variable=name))
-            return
-        try:
-            codecs_from_dataset(obj)
-        except Exception as error:  # an HDF5 filter with no numcodecs equivalent
-            filters = ", ".join(f"{k}{v if v else ''}" for k, v in obj._filters.items()) or "unknown"
-            problems.append(NotVirtualizable(
-                f"Variable {name!r} uses the HDF5 filter(s) {filters}, which no Zarr codec reads ({error}).", variable=name))
-            return
-        if obj.chunks is not None:
-            chunked += 1
-            chunk_count += math.prod(math.ceil(s / c) for s, c in zip(obj.shape, obj.chunks) if c)
-
-    def walk(group, prefix: str) -> None:
-        # Group.keys()/get() read object headers only; h5py's visit/visititems ask HDF5 for
-        # object info that includes the size of every chunk index, reading all of them.
-        for key in group.keys():
-            obj = group.get(key)
-            name = f"{prefix}{key}"
-            if isinstance(obj, h5py.Group):
-                groups.append(f"/{name}")
-                walk(obj, f"{name}/")
-            elif isinstance(obj, h5py.Dataset):
-                vet(name, obj)
-
-    try:
-        with h5py.File(reader, mode="r") as f:
-            walk(f, "")
-            netcdf = "_NCProperties" in f.attrs or dimension_scales
-    except Exception as error:
-        raise _classify_parse_error(error, FileFormat.HDF5) from error
-    if problems:
-        raise problems[0]
-    notes = [] if netcdf else ["The file is HDF5 without NetCDF4 dimensions: dimensions are named phony_dim_N."]
-    return _Hdf5Layout(groups, chunk_count, chunked, notes)
+    # No HDF5 file locking (the reader is a stream, not a path) and no other file opened by name.
+    with h5py.File(reader, mode="r", locking=False) as f:
+        layout = hdf5.inspect(f, file_size=reader.size, max_chunks=max_chunks)
+        result.groups = layout.groups
+        result.warnings += layout.warnings
+        result.plan = _plan_reads(reader, layout)
+        built = hdf5.build(layout, url, file_size=reader.size, max_chunks=max_chunks)
+    return built.group, built.unwritten_chunks
 
 
-def _plan_reads(reader: RangeReader, layout: _Hdf5Layout) -> str:
+def _netcdf3_group(reader: RangeReader, url: str, max_chunks: int) -> ManifestGroup:
+    """virtualizarr's NetCDF3 parser over our reader, with the header checked before any
+    per-record array is allocated (a 308-byte header can claim two billion records)."""
+    reader.seek(0)
+    header = vz_netcdf3._parse_header(reader)
+    if header.numrecs == vz_netcdf3._STREAMING:
+        header.numrecs = vz_netcdf3._resolve_streaming_numrecs(header, reader.size)
+    records = [v for v in header.variables if v.is_record]
+    for var in header.variables:
+        if var.is_record:
+            end = var.begin + max(header.numrecs - 1, 0) * header.recsize + vz_netcdf3._record_nbytes(var)
+        else:
+            end = var.begin + math.prod(var.shape) * var.dtype.itemsize
+        if (var.is_record and header.numrecs > 0 or not var.is_record and 0 not in var.shape) and end > reader.size:
+            claim = f"{header.numrecs:,} records of" if var.is_record else "data of"
+            raise CorruptFile(
+                f"Variable {var.name!r} needs bytes up to {end:,} ({claim} it), but the file ends at {reader.size:,}: "
+                "it is truncated or its header is damaged.", variable=var.name)
+    chunks = header.numrecs * len(records) + len(header.variables) - len(records)
+    if chunks > max_chunks:
+        raise LimitsExceeded(f"The file's {header.numrecs:,} records make {chunks:,} chunks, more than MAX_CHUNKS={max_chunks:,}.",
+                             hint="Raise MAX_CHUNKS (and PARSE_MEMORY_MB) if the file is genuine.")
+    arrays = {var.name: vz_netcdf3._build_manifest_array(var, header, url) for var in header.variables}
+    return ManifestGroup(arrays=arrays, attributes=header.attributes)
+
+
+def _plan_reads(reader: RangeReader, layout: hdf5.Hdf5Layout) -> str:
     """Read the whole file at once when its chunk index is spread so wide that fetching it
     piece by piece would cost more (in requests) than fetching every byte."""
     index_reads = layout.chunked_datasets + layout.chunk_count / CHUNKS_PER_INDEX_READ
@@ -184,14 +139,22 @@ def _plan_reads(reader: RangeReader, layout: _Hdf5Layout) -> str:
     return "ranged"
 
 
-def _classify_parse_error(error: Exception, fmt: FileFormat) -> Exception:
-    text = f"{type(error).__name__}: {error}"
-    if isinstance(error, (EOFError, OSError, ValueError, KeyError, RuntimeError)) or "truncat" in text.lower():
-        kind = "NetCDF3" if fmt is FileFormat.NETCDF3 else "HDF5"
-        return CorruptFile(f"The {kind} structure could not be read ({text[:300]}): the file is damaged or truncated.")
+def classify_parse_error(error: BaseException, fmt: FileFormat) -> NcrefsError:
+    """A parser's exception, as what it says about the file (never ``internal``)."""
+    kind = "NetCDF3" if fmt is FileFormat.NETCDF3 else "HDF5"
+    text = f"{type(error).__name__}: {str(error)[:300]}"
+    if isinstance(error, MemoryError):
+        return LimitsExceeded(f"Parsing the {kind} structure ran out of memory ({text}).",
+                              hint="Raise PARSE_MEMORY_MB if the file is genuine; a damaged header can claim any size.")
+    if isinstance(error, RecursionError):
+        return CorruptFile(f"The {kind} structure is nested too deeply to read ({text}): the file is damaged or hostile.")
     if isinstance(error, NotImplementedError):
-        return NotVirtualizable(f"The file holds data Zarr cannot reference: {text[:300]}")
-    return error
+        return NotVirtualizable(f"The file holds data Zarr cannot reference: {text}")
+    truncated = isinstance(error, EOFError) or "truncat" in text.lower()
+    what = "truncated" if truncated else "damaged"
+    return CorruptFile(f"The {kind} structure could not be read ({text}): the file is {what}.",
+                       hint="Upload the file again in full, then retry." if truncated else
+                       "The file is damaged or is not valid NetCDF/HDF5; check it with ncdump -h or h5dump -H.")
 
 
 def _worth_reporting(message: str) -> bool:
@@ -204,6 +167,15 @@ def _fix_scalar_keys(refs: dict[str, Any]) -> None:
     """virtualizarr 2.8 keys a scalar's only chunk ``var/``; Zarr V2 readers look for ``var/0``."""
     for key in [k for k in refs if k.endswith("/") and not k.endswith("//")]:
         refs[key + "0"] = refs.pop(key)
+
+
+def _restore_chunk_shapes(refs: dict[str, Any], unwritten: dict[str, tuple[int, ...]]) -> None:
+    """A never-written variable was built as one empty chunk (no grid to allocate); its
+    reference shows the file's chunk shape, so missing chunks read as fill chunk by chunk."""
+    for path, chunks in unwritten.items():
+        zarray = json.loads(refs[f"{path}/.zarray"])
+        zarray["chunks"] = list(chunks)
+        refs[f"{path}/.zarray"] = json.dumps(zarray, separators=(",", ":"))
 
 
 def _chunk_refs(refs: dict[str, Any]):
@@ -244,9 +216,7 @@ def _fix_fill_values(refs: dict[str, Any]) -> list[str]:
         zarray["fill_value"] = None
         refs[f"{path}/.zarray"] = json.dumps(zarray, separators=(",", ":"))
         if _decoded_fill(zarray, fill) is not None:  # zeros need no materializing
-            missing = _missing_chunk_keys(refs, path, zarray, chunks_per_array[path])
-            if missing:
-                notes += _materialize(refs, path, zarray, fill, missing)
+            notes += _materialize(refs, path, zarray, fill, chunks_per_array[path])
     return notes
 
 
@@ -267,23 +237,36 @@ def _missing_chunk_keys(refs: dict, path: str, zarray: dict, present: int) -> li
     return [k for k in keys if f"{path}/{k}" not in refs]
 
 
-def _materialize(refs: dict, path: str, zarray: dict, fill, missing: list[str]) -> list[str]:
+def _materialize(refs: dict, path: str, zarray: dict, fill, present: int) -> list[str]:
+    """Write the never-written chunks of ``path`` as chunks of its fill value, sized first:
+    the chunk and the total are checked before any chunk is encoded or any key enumerated."""
     dtype = np.dtype(zarray["dtype"])
-    chunk = np.full(tuple(zarray["chunks"]) or (), _decoded_fill(zarray, fill), dtype=dtype)
-    data = chunk.tobytes()
+    shape = tuple(zarray["chunks"]) or ()
+    missing_count = math.prod(math.ceil(s / c) if c else 1 for s, c in zip(zarray["shape"], zarray["chunks"])) - present
+    if missing_count <= 0:
+        return []
+    chunk_bytes = math.prod(shape) * dtype.itemsize
+
+    def refuse(total: int) -> NotVirtualizable:
+        return NotVirtualizable(
+            f"Variable {path!r} has {missing_count:,} chunks that were never written; filling them with its fill value "
+            f"would add {total:,} bytes to the reference (at most {MAX_FILL_BYTES:,}).",
+            hint="Write the variable in full (or give it a _FillValue) before referencing the file.",
+            variable=path,
+        )
+
+    if chunk_bytes > MAX_FILL_BYTES * 8:  # too big to encode even once
+        raise refuse(chunk_bytes * missing_count)
+    data = np.full(shape, _decoded_fill(zarray, fill), dtype=dtype).tobytes()
     for codec in zarray.get("filters") or []:
         data = numcodecs.get_codec(codec).encode(data)
     if zarray.get("compressor"):
         data = numcodecs.get_codec(zarray["compressor"]).encode(data)
     data = bytes(data)
-    if len(data) * len(missing) > MAX_FILL_BYTES:
-        raise NotVirtualizable(
-            f"Variable {path!r} has {len(missing)} chunks that were never written; filling them with its fill value "
-            f"would add {len(data) * len(missing)} bytes to the reference.",
-            hint="Write the variable in full (or give it a _FillValue) before referencing the file.",
-            variable=path,
-        )
+    if len(data) * missing_count > MAX_FILL_BYTES:
+        raise refuse(len(data) * missing_count)
     encoded = "base64:" + base64.b64encode(data).decode()
+    missing = _missing_chunk_keys(refs, path, zarray, present)
     for key in missing:
         refs[f"{path}/{key}"] = encoded
     return [f"{path}: {len(missing)} chunk(s) never written; they read as the file's fill value {fill}."]

@@ -1,17 +1,27 @@
-"""Serialize a reference (JSON or Parquet) and put it in place so no reader sees half of it."""
+"""Serialize a reference (JSON or Parquet) and put it in place so no reader sees half of it.
+
+A reference has one owner: the source named in its ``ncrefs_source`` metadata. A write
+never replaces or deletes a reference another existing source owns (``conflict``), and the
+check holds under races: the write is conditional on the version that was checked.
+"""
 
 from __future__ import annotations
 
+import logging
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 import ujson
 
 from shared import __version__
+from shared.errors import Conflict
 from shared.paths import REFERENCE_SUFFIXES, BlobLocation, LocalLocation, Location, format_for_target
-from shared.storage import SourceInfo, Storage
+from shared.storage import SourceInfo, Storage, WriteRaced
+
+log = logging.getLogger("ncrefs.writer")
+WRITE_ATTEMPTS = 3
 
 ZMETADATA = ".zmetadata"
 
@@ -54,17 +64,63 @@ def write_reference(storage: Storage, refs: dict, target: Location, fmt: str, pr
 
     JSON is one atomic upload. Parquet is a directory: its ``.zmetadata`` (what readers open
     first) is removed before the parts change and written last, so a reader finds the old
-    reference, none, or the whole new one, never a mixture.
+    reference, none, or the whole new one, never a mixture. The same reference in the other
+    format is removed, if this source owns it.
     """
     metadata = provenance.metadata()
-    if fmt == "json":
-        data = ujson.dumps(refs, escape_forward_slashes=False).encode()
-        storage.put(target, data, content_type="application/json", metadata=metadata)
-        written = len(data)
+    for _ in range(WRITE_ATTEMPTS):
+        version = claim(storage, target, fmt, provenance.source)
+        try:
+            if fmt == "json":
+                data = ujson.dumps(refs, escape_forward_slashes=False).encode()
+                storage.put(target, data, content_type="application/json", metadata=metadata,
+                            if_etag=version, if_absent=version is None)
+                written = len(data)
+            else:
+                written = _write_parquet(storage, refs, target, metadata)
+            break
+        except WriteRaced:
+            continue  # someone wrote it meanwhile: look again who owns it
     else:
-        written = _write_parquet(storage, refs, target, metadata)
-    _remove_reference(storage, sibling(target, "parquet" if fmt == "json" else "json"))
+        raise Conflict(f"{target} kept changing while it was written ({WRITE_ATTEMPTS} attempts); nothing was replaced.",
+                       hint="Another writer is writing the same reference; try again when it is done.")
+    other = sibling(target, "parquet" if fmt == "json" else "json")
+    if owner_of(storage, other, "parquet" if fmt == "json" else "json") == provenance.source:
+        _remove_reference(storage, other)
     return written
+
+
+def owner_of(storage: Storage, target: Location, fmt: str) -> str | None:
+    """The source a reference records as its own ("" for a blob without one); None when there is none."""
+    if isinstance(target, LocalLocation):
+        return None
+    head = storage.head(target if fmt == "json" else child(target, ZMETADATA))
+    return None if head is None else unquote(head.metadata.get("ncrefs_source", ""))
+
+
+def claim(storage: Storage, target: Location, fmt: str, source: str) -> str | None:
+    """The ETag of ``target`` if ``source`` may replace it, None if it does not exist yet;
+    :class:`Conflict` when it belongs to another source that still exists."""
+    if isinstance(target, LocalLocation):
+        return None
+    marker = target if fmt == "json" else child(target, ZMETADATA)
+    head = storage.head(marker)
+    if head is None:
+        return None
+    owner = unquote(head.metadata.get("ncrefs_source", ""))
+    if owner == source:
+        return head.etag
+    if not owner:
+        raise Conflict(f"{target} exists and was not written by ncrefs for {source}; it is left as it is.",
+                       hint="Give another output, or delete that blob if it is not needed.")
+    container, _, path = owner.partition("/")
+    if path and storage.head(BlobLocation(container, path)) is None:
+        log.info("%s belonged to %s, which no longer exists: %s takes it over", target, owner, source)
+        return head.etag
+    raise Conflict(
+        f"{target} is the reference of {owner}, and {source} maps to the same name: it was not replaced.",
+        hint="Two sources differ only in their suffix (e.g. a.nc and a.h5): rename one, or give an explicit output.",
+    )
 
 
 def _write_parquet(storage: Storage, refs: dict, target: Location, metadata: dict[str, str]) -> int:
@@ -81,7 +137,9 @@ def _write_parquet(storage: Storage, refs: dict, target: Location, metadata: dic
     for stale in storage.list_under(target):
         if _relative(stale, target) not in files:
             storage.delete(stale)
-    storage.put(child(target, ZMETADATA), files[ZMETADATA], content_type="application/json", metadata=metadata)
+    # Absent since the delete above: a writer that got in meanwhile makes this fail (WriteRaced).
+    storage.put(child(target, ZMETADATA), files[ZMETADATA], content_type="application/json", metadata=metadata,
+                if_absent=True)
     return sum(len(d) for d in files.values())
 
 

@@ -28,20 +28,25 @@ def test_backfill_references_new_skips_current_and_redoes_changed(tmp_path, sett
     assert (first.candidates, first.done, first.skipped, first.failed) == (4, 3, 0, 1)
     assert first.failed_by_code == {"not_netcdf": 1}
     assert first.failures[0].input == f"{settings.source_container}/2051/broken.nc"
-    assert blob_names(service, settings.refs_container) == ["2050/a.json", "2050/b.json", "2051/c.json"]
+    assert blob_names(service, settings.refs_container) == [
+        "2050/a.json", "2050/b.json", "2051/c.json", "_errors/2051/broken.nc.json"]
     before = reference_etags(service, settings.refs_container)
 
     second = backfill(settings, workers=2)
-    assert (second.done, second.skipped, second.failed) == (0, 3, 1)
+    assert (second.done, second.skipped, second.skipped_failed, second.failed) == (0, 3, 1, 0), \
+        "a file that failed at its current ETag is not parsed again"
     assert reference_etags(service, settings.refs_container) == before, "a second run must upload nothing"
+    retried = backfill(settings, workers=1, retry_failed=True)
+    assert (retried.done, retried.skipped, retried.skipped_failed, retried.failed) == (0, 3, 0, 1)
 
     replacement = samples.nc3_64bit(tmp_path)
     upload(replacement, "2050/b.nc")
     third = backfill(settings, workers=1)
-    assert (third.done, third.skipped, third.failed) == (1, 2, 1)
+    assert (third.done, third.skipped, third.skipped_failed, third.failed) == (1, 2, 1, 0)
     after = reference_etags(service, settings.refs_container)
     assert after["2050/b.json"] != before["2050/b.json"]
-    assert {k: v for k, v in after.items() if k != "2050/b.json"} == {k: v for k, v in before.items() if k != "2050/b.json"}
+    untouched = {"2050/a.json", "2051/c.json"}
+    assert {k: v for k, v in after.items() if k in untouched} == {k: v for k, v in before.items() if k in untouched}
     with open_reference(f"abfs://{settings.refs_container}/2050/b.json") as ds:
         assert list(ds.data_vars) == ["depth"]
 

@@ -10,10 +10,13 @@ from shared.paths import (
     NETCDF_SUFFIXES,
     BlobLocation,
     LocalLocation,
+    blob_endpoint,
     parse_location,
     reference_location,
     reference_name,
 )
+from shared.settings import Settings
+from shared.storage import Storage
 
 
 @pytest.mark.parametrize(
@@ -120,6 +123,10 @@ segment = st.text(
 def test_mapping_changes_only_the_final_suffix(folders, stem, suffix, fmt):
     name = "/".join([*folders, stem + suffix])
     source = parse_location(f"raw-netcdf/{name}")
+    if name.startswith("_"):  # the refs container's reserved namespace (_errors/, ...)
+        with pytest.raises(InvalidRequest, match="reserved"):
+            reference_location(source, fmt=fmt, refs_container="refs", source_container="raw-netcdf")
+        return
     target = reference_location(source, fmt=fmt, refs_container="refs", source_container="raw-netcdf")
     assert isinstance(target, BlobLocation)
     assert target.container == "refs"
@@ -132,3 +139,139 @@ def test_mapping_changes_only_the_final_suffix(folders, stem, suffix, fmt):
         assert kept == name
     assert target.path.split("/")[:-1] == name.split("/")[:-1]
     assert reference_name(name, fmt) == target.path
+
+
+# -- endpoints: a URL that names one records it; Storage.check_account compares it ------------------
+
+@pytest.mark.parametrize(
+    ("text", "endpoint"),
+    [
+        ("http://127.0.0.1:10000/devstoreaccount1/raw-netcdf/x.nc", "http://127.0.0.1:10000/devstoreaccount1"),
+        ("HTTP://LocalHost:10000/devstoreaccount1/raw-netcdf/x.nc", "http://localhost:10000/devstoreaccount1"),
+        ("http://[::1]:10000/devstoreaccount1/raw-netcdf/x.nc", "http://[::1]:10000/devstoreaccount1"),
+        ("http://127.0.0.1/devstoreaccount1/raw-netcdf/x.nc", "http://127.0.0.1:80/devstoreaccount1"),
+        ("https://acct01.blob.core.windows.net/raw-netcdf/x.nc", "https://acct01.blob.core.windows.net:443"),
+        ("https://ACCT01.Blob.Core.Windows.Net:443/raw-netcdf/x.nc", "https://acct01.blob.core.windows.net:443"),
+        ("https://acct01.dfs.core.windows.net/raw-netcdf/x.nc", "https://acct01.blob.core.windows.net:443"),
+        ("abfs://raw-netcdf@acct01.dfs.core.windows.net/x.nc", None),  # names an account only
+        ("abfs://raw-netcdf/x.nc", None),
+        ("raw-netcdf/x.nc", None),
+    ],
+)
+def test_parse_records_the_endpoint(text, endpoint):
+    location = parse_location(text, allow_local=False)
+    assert location.endpoint == endpoint
+    # the endpoint is not part of a location's identity
+    assert location == BlobLocation(location.container, location.path, location.account)
+    assert str(location) == f"{location.container}/{location.path}"
+
+
+@pytest.mark.parametrize(
+    ("configured", "endpoint"),
+    [
+        ("http://127.0.0.1:54321/devstoreaccount1/", "http://127.0.0.1:54321/devstoreaccount1"),
+        ("http://127.0.0.1:54321/devstoreaccount1", "http://127.0.0.1:54321/devstoreaccount1"),
+        ("https://acct01.blob.core.windows.net/", "https://acct01.blob.core.windows.net:443"),
+        ("HTTPS://ACCT01.Blob.core.windows.net:443/?sv=2020&sig=secret", "https://acct01.blob.core.windows.net:443"),
+    ],
+)
+def test_blob_endpoint_normalizes_the_configured_url(configured, endpoint):
+    assert blob_endpoint(configured) == endpoint
+
+
+AZURITE_AT_54321 = ("DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=a2V5;"
+                    "BlobEndpoint=http://127.0.0.1:54321/devstoreaccount1;")
+AZURE_ACCT01 = "DefaultEndpointsProtocol=https;AccountName=acct01;AccountKey=a2V5;EndpointSuffix=core.windows.net"
+
+
+@pytest.mark.parametrize(
+    ("connection_string", "text", "allowed"),
+    [
+        (AZURITE_AT_54321, "http://127.0.0.1:54321/devstoreaccount1/raw-netcdf/x.nc", True),
+        (AZURITE_AT_54321, "raw-netcdf/x.nc", True),
+        (AZURITE_AT_54321, "abfs://raw-netcdf/x.nc", True),
+        (AZURITE_AT_54321, "abfs://raw-netcdf@devstoreaccount1.dfs.core.windows.net/x.nc", True),  # account check only
+        (AZURITE_AT_54321, "http://127.0.0.1:10000/devstoreaccount1/raw-netcdf/x.nc", False),  # other port
+        (AZURITE_AT_54321, "http://127.0.0.1/devstoreaccount1/raw-netcdf/x.nc", False),  # default port 80
+        (AZURITE_AT_54321, "https://127.0.0.1:54321/devstoreaccount1/raw-netcdf/x.nc", False),  # other scheme
+        (AZURITE_AT_54321, "http://localhost:54321/devstoreaccount1/raw-netcdf/x.nc", False),  # other host name
+        (AZURITE_AT_54321, "http://[::1]:54321/devstoreaccount1/raw-netcdf/x.nc", False),
+        (AZURITE_AT_54321, "http://127.0.0.1:54321/otheraccount1/raw-netcdf/x.nc", False),  # other account
+        (AZURITE_AT_54321, "https://devstoreaccount1.blob.core.windows.net/raw-netcdf/x.nc", False),  # Azure, not Azurite
+        (AZURITE_AT_54321, "abfs://raw-netcdf@otheraccount1.dfs.core.windows.net/x.nc", False),
+        (AZURE_ACCT01, "https://acct01.blob.core.windows.net/raw-netcdf/x.nc", True),
+        (AZURE_ACCT01, "https://ACCT01.blob.core.windows.net:443/raw-netcdf/x.nc", True),
+        (AZURE_ACCT01, "https://acct01.dfs.core.windows.net/raw-netcdf/x.nc", True),  # .dfs. is the same account
+        (AZURE_ACCT01, "https://acct02.blob.core.windows.net/raw-netcdf/x.nc", False),
+        (AZURE_ACCT01, "http://127.0.0.1:10000/acct01/raw-netcdf/x.nc", False),  # emulator, not Azure
+    ],
+)
+def test_check_account_accepts_only_the_configured_endpoint(connection_string, text, allowed):
+    storage = Storage(Settings(connection_string=connection_string), connection_string)
+    location = parse_location(text, allow_local=False)
+    if allowed:
+        storage.check_account(location)  # builds a client; makes no request
+        return
+    with pytest.raises(SourceNotAllowed) as info:
+        storage.check_account(location)
+    assert info.value.hint
+    if location.endpoint is not None:
+        assert blob_endpoint(storage.service.url) in info.value.message or storage.service.url in info.value.message
+        assert location.endpoint in info.value.message
+
+
+def test_check_account_never_shows_a_sas_token():
+    connection_string = "BlobEndpoint=https://acct01.blob.core.windows.net/;SharedAccessSignature=sv=2020&sig=SECRET"
+    storage = Storage(Settings(connection_string=connection_string), connection_string)
+    with pytest.raises(SourceNotAllowed) as info:
+        storage.check_account(parse_location("https://acct02.blob.core.windows.net/raw-netcdf/x.nc"))
+    assert "https://acct01.blob.core.windows.net/" in info.value.message
+    assert "SECRET" not in info.value.message + info.value.hint
+
+
+# -- malformed hosts and ports: InvalidRequest saying what is wrong, never a ValueError ---------------
+
+MALFORMED_NETLOCS = [
+    ("http://[::1/x.nc", "not a well-formed URL"),
+    ("http://[::1]x:10000/devstoreaccount1/raw-netcdf/x.nc", "malformed host"),
+    ("http://127.0.0.1\uff0fdevstoreaccount1/raw-netcdf/x.nc", "not a well-formed URL"),  # fullwidth solidus
+    ("http://127.0.0.1\uff1a10000/devstoreaccount1/raw-netcdf/x.nc", "not a well-formed URL"),  # fullwidth colon
+    ("http://127.0.0.1\uff1f/devstoreaccount1/raw-netcdf/x.nc", "not a well-formed URL"),  # fullwidth '?'
+    ("http://127.0.0.1:abc/devstoreaccount1/raw-netcdf/x.nc", "port 'abc'"),
+    ("http://127.0.0.1:99999/devstoreaccount1/raw-netcdf/x.nc", "port '99999'"),
+    ("http://127.0.0.1:65536/devstoreaccount1/raw-netcdf/x.nc", "port '65536'"),
+    ("http://127.0.0.1:0/devstoreaccount1/raw-netcdf/x.nc", "port '0'"),
+    ("http://127.0.0.1:-1/devstoreaccount1/raw-netcdf/x.nc", "port '-1'"),
+    ("http://127.0.0.1:+10000/devstoreaccount1/raw-netcdf/x.nc", "port '+10000'"),
+    ("http://127.0.0.1:\uff11\uff10000/devstoreaccount1/raw-netcdf/x.nc", "port"),  # fullwidth digits
+    ("http://127.0.0.1:10000:1/devstoreaccount1/raw-netcdf/x.nc", "port '10000:1'"),
+    ("http://127.0.0.1:/devstoreaccount1/raw-netcdf/x.nc", "port ''"),
+    ("http:///devstoreaccount1/raw-netcdf/x.nc", "no host"),
+    ("https://acct01.blob.core.windows.net:https/raw-netcdf/x.nc", "port 'https'"),
+    ("abfs://[raw-netcdf/x.nc", "not a well-formed URL"),
+    ("abfs://raw-netcdf\uff20acct01.dfs.core.windows.net/x.nc", "not a well-formed URL"),  # fullwidth '@'
+]
+
+
+@pytest.mark.parametrize(("text", "words"), MALFORMED_NETLOCS)
+@pytest.mark.parametrize("what", ["source", "target"])
+def test_malformed_netlocs_are_invalid_requests(text, words, what):
+    with pytest.raises(InvalidRequest) as info:
+        parse_location(text, what=what, allow_local=False)
+    assert words in info.value.message and info.value.message.startswith(f"The {what} ")
+    assert info.value.hint
+
+
+_netloc_chars = st.sampled_from(list("0123456789abc.:[]@%-") + ["\uff0f", "\uff1a", "\uff1f", "\uff03", "\uff20", "\uff3b", "\uff3d", "\u2100", "\u2488", "\uff11"])
+
+
+@hsettings(max_examples=500, deadline=None)
+@given(st.sampled_from(["http", "https", "abfs", "az"]), st.lists(_netloc_chars, max_size=24).map("".join))
+def test_any_netloc_parses_or_is_refused_with_a_reason(scheme, netloc):
+    """Whatever the host part, the answer is a location or an NcrefsError, never a ValueError."""
+    try:
+        location = parse_location(f"{scheme}://{netloc}/devstoreaccount1/raw-netcdf/x.nc", allow_local=False)
+    except (InvalidRequest, SourceNotAllowed) as error:
+        assert error.message and error.hint
+    else:
+        assert isinstance(location, BlobLocation)

@@ -48,6 +48,16 @@ param inlineThreshold int
 
 param readBlockSize int
 
+param parseTimeoutSeconds int
+
+param parseMemoryMB int
+
+param maxChunks int
+
+param maxReadMB int
+
+param parseWorkers int
+
 @description('Memory of each instance, in MB.')
 @allowed([
   512
@@ -162,6 +172,26 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
         {
           name: 'READ_BLOCK_SIZE'
           value: string(readBlockSize)
+        }
+        {
+          name: 'PARSE_TIMEOUT_S'
+          value: string(parseTimeoutSeconds)
+        }
+        {
+          name: 'PARSE_MEMORY_MB'
+          value: string(parseMemoryMB)
+        }
+        {
+          name: 'MAX_CHUNKS'
+          value: string(maxChunks)
+        }
+        {
+          name: 'MAX_READ_MB'
+          value: string(maxReadMB)
+        }
+        {
+          name: 'PARSE_WORKERS'
+          value: string(parseWorkers)
         }
         {
           name: 'BLOB_TRIGGER_SOURCE'

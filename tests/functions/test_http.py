@@ -48,6 +48,20 @@ def test_scan_only_and_explicit_output(tmp_path, settings, service, upload, call
         ({"netcdf_url": "raw-netcdf/a.nc", "colour": "red"}, "application/json", 400, "invalid_request", "colour is not a known field"),
         (b'{"netcdf_url": "raw-netcdf/a.nc"}', "text/plain", 415, "unsupported_media_type", "must be JSON"),
         (b'{"netcdf_url": "raw-netcdf/a.nc"}', None, 415, "unsupported_media_type", "must be JSON"),
+        # nested deeper than the parser recurses: 400, not a RecursionError escaping as 500
+        (b"[" * 100_000 + b"]" * 100_000, "application/json", 400, "invalid_request", "nested too deeply"),
+        (b'{"a":' * 100_000 + b"1" + b"}" * 100_000, "application/json", 400, "invalid_request", "nested too deeply"),
+        (b'{"netcdf_url": ' + b"[" * 5_000 + b"]" * 5_000 + b"}", "application/json", 400, "invalid_request", "nested too deeply"),
+        (b'{"netcdf_url": "raw-netcdf/\\ud800.nc"}', "application/json", 400, "invalid_request", "netcdf_url"),  # lone surrogate
+        # the same key twice is refused, naming the key, not last-one-wins
+        (b'{"netcdf_url": "a", "netcdf_url": "b"}', "application/json", 400, "invalid_request", "key 'netcdf_url' more than once"),
+        (b'{"netcdf_url": "raw-netcdf/a.nc", "scan_only": true, "scan_only": false}', "application/json", 400,
+         "invalid_request", "key 'scan_only' more than once"),
+        (b'{"netcdf_url": "raw-netcdf/a.nc", "format": {"k": 1, "k": 2}}', "application/json", 400,
+         "invalid_request", "key 'k' more than once"),
+        # at most MAX_BODY_BYTES (1 MiB); the largest body the schema admits is under 100 KB
+        (b'{"netcdf_url": "raw-netcdf/a.nc"' + b" " * (1024 * 1024) + b"}", "application/json", 413,
+         "payload_too_large", "at most 1,048,576"),
     ],
 )
 def test_bad_requests(body, content_type, status, code, words, settings, call_http):
@@ -95,6 +109,22 @@ HOSTILE = [
     "ftp://example.com/a.nc",
     "abfs://raw-netcdf@evil.example.com/a.nc",
     "http://127.0.0.1:10000/devstoreaccount1/refs/other.nc",
+    # path-style URLs of another port, host or account than the configured (dead) endpoint
+    "http://127.0.0.1:10000/devstoreaccount1/raw-netcdf/a.nc",
+    "http://127.0.0.1:10000/devstoreaccount1/refs/a.json",
+    "http://localhost:10000/devstoreaccount1/raw-netcdf/a.nc",
+    "http://[::1]:10000/devstoreaccount1/raw-netcdf/a.nc",
+    "http://127.0.0.1/devstoreaccount1/raw-netcdf/a.nc",
+    # the Azure endpoint while Azurite is configured
+    "https://devstoreaccount1.blob.core.windows.net/raw-netcdf/a.nc",
+    "https://devstoreaccount1.dfs.core.windows.net/refs/a.json",
+    # malformed hosts and ports
+    "http://[::1/x.nc",
+    "http://127.0.0.1\uff0fdevstoreaccount1/raw-netcdf/x.nc",
+    "http://127.0.0.1\uff1a10000/devstoreaccount1/raw-netcdf/x.nc",
+    "http://127.0.0.1:abc/devstoreaccount1/raw-netcdf/x.nc",
+    "http://127.0.0.1:99999/devstoreaccount1/raw-netcdf/x.nc",
+    "abfs://[raw-netcdf/x.nc",
 ]
 
 
@@ -105,12 +135,68 @@ def test_hostile_urls_cause_no_request(monkeypatch, settings, call_http):
             f"BlobEndpoint=http://127.0.0.1:{free_port()}/devstoreaccount1;")
     monkeypatch.setenv("DATA_STORAGE", dead)
     monkeypatch.setenv("SOURCE_CONTAINER", "raw-netcdf")
+    monkeypatch.setenv("REFS_CONTAINER", "refs")
     get_settings.cache_clear()
     for url in HOSTILE:
         for body in ({"netcdf_url": url}, {"netcdf_url": "raw-netcdf/ok.nc", "output_url": url}):
             status, payload, _ = call_http("generate_reference", body)
             assert status in (400, 403), (body, status, payload)
             assert payload["error"]["code"] in ("invalid_request", "source_not_allowed")
+            assert payload["error"]["message"] and payload["error"]["hint"]
+
+
+ENDPOINT_CASES = [
+    # (URL template, status, code, words in the message); {port} is Azurite's, {other} another free port
+    ("http://127.0.0.1:{other}/devstoreaccount1/{container}/{name}", 403, "source_not_allowed", "http://127.0.0.1:{port}/devstoreaccount1/"),
+    ("http://localhost:{port}/devstoreaccount1/{container}/{name}", 403, "source_not_allowed", "not the configured one"),
+    ("https://127.0.0.1:{port}/devstoreaccount1/{container}/{name}", 403, "source_not_allowed", "not the configured one"),
+    ("http://127.0.0.1:{port}/otheraccount1/{container}/{name}", 403, "source_not_allowed", "http://127.0.0.1:{port}/devstoreaccount1/"),
+    ("https://devstoreaccount1.blob.core.windows.net/{container}/{name}", 403, "source_not_allowed", "http://127.0.0.1:{port}/devstoreaccount1/"),
+    ("https://devstoreaccount1.dfs.core.windows.net/{container}/{name}", 403, "source_not_allowed", "not the configured one"),
+    ("http://[::1/{container}/{name}", 400, "invalid_request", "not a well-formed URL"),
+    ("http://127.0.0.1\uff0fdevstoreaccount1/{container}/{name}", 400, "invalid_request", "not a well-formed URL"),
+    ("http://127.0.0.1\uff1a{port}/devstoreaccount1/{container}/{name}", 400, "invalid_request", "not a well-formed URL"),
+    ("http://127.0.0.1:abc/devstoreaccount1/{container}/{name}", 400, "invalid_request", "port 'abc'"),
+    ("http://127.0.0.1:70000/devstoreaccount1/{container}/{name}", 400, "invalid_request", "port '70000'"),
+    ("http://[::1]x:{port}/devstoreaccount1/{container}/{name}", 400, "invalid_request", "malformed host"),
+]
+
+
+@pytest.mark.parametrize(("template", "status", "code", "words"), ENDPOINT_CASES)
+@pytest.mark.parametrize("field", ["netcdf_url", "output_url"])
+def test_urls_must_name_the_configured_endpoint(template, status, code, words, field, tmp_path, azurite, settings, service,
+                                                upload, call_http):
+    """A real source is there to read, so a URL that slipped through would answer 200 and write."""
+    source = upload(samples.nc3_64bit(tmp_path), "e/x.nc")
+    values = {"port": azurite.port, "other": free_port()}
+    if field == "netcdf_url":
+        body = {"netcdf_url": template.format(container=settings.source_container, name="e/x.nc", **values)}
+    else:
+        body = {"netcdf_url": source, "output_url": template.format(container=settings.refs_container, name="e/x.json", **values)}
+    got, payload, _ = call_http("generate_reference", body)
+    assert (got, payload["error"]["code"]) == (status, code), payload
+    assert words.format(**values) in payload["error"]["message"] and payload["error"]["hint"]
+    assert blob_names(service, settings.refs_container) == []
+
+
+def test_the_configured_endpoint_path_style_is_accepted(tmp_path, azurite, settings, service, upload, call_http):
+    upload(samples.nc3_64bit(tmp_path), "e/x.nc")
+    base = f"http://127.0.0.1:{azurite.port}/devstoreaccount1"
+    status, body, _ = call_http("generate_reference", {
+        "netcdf_url": f"{base}/{settings.source_container}/e/x.nc",
+        "output_url": f"HTTP://127.0.0.1:{azurite.port}/devstoreaccount1/{settings.refs_container}/p/x.json",
+    })
+    assert status == 200, body
+    assert blob_names(service, settings.refs_container) == ["p/x.json"]
+
+
+def test_duplicate_keys_write_nothing(tmp_path, settings, service, upload, call_http):
+    source = upload(samples.nc3_64bit(tmp_path), "d.nc")
+    body = f'{{"netcdf_url": "{source}", "output_url": "{settings.refs_container}/a.json", "output_url": "{settings.refs_container}/b.json"}}'
+    status, payload, _ = call_http("generate_reference", body.encode())
+    assert (status, payload["error"]["code"]) == (400, "invalid_request")
+    assert "'output_url' more than once" in payload["error"]["message"]
+    assert blob_names(service, settings.refs_container) == []
 
 
 def test_storage_unavailable_is_503_with_retry_after(monkeypatch, settings, call_http):
@@ -127,7 +213,7 @@ def test_internal_error_is_500_with_a_correlation_id_and_no_trace(tmp_path, monk
     def broken(*args, **kwargs):
         raise RuntimeError("secret internal detail")
 
-    monkeypatch.setattr("shared.pipeline.virtualize", broken)  # stands in for a bug
+    monkeypatch.setattr("shared.pipeline.parse", broken)  # stands in for a bug
     status, payload, _ = call_http("generate_reference", {"netcdf_url": upload(samples.nc3_64bit(tmp_path))})
     assert (status, payload["error"]["code"]) == (500, "internal")
     assert len(payload["error"]["correlation_id"]) == 32

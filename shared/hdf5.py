@@ -1,0 +1,336 @@
+"""Walk an HDF5 file's structure as if it were hostile, and build its virtual Zarr groups.
+
+virtualizarr's ``HDFParser`` trusts the file: it follows every link (an external link opens
+another file; a link to an ancestor recurses forever), lets h5py read external raw storage
+and virtual datasets (other files, with the worker's rights), sizes empty chunk grids from
+the array shape (a 4 KB header asks for gigabytes) and names dimensions through h5py's
+``.name``, which searches the whole file for each one (quadratic in the number of
+variables). So ncrefs walks the file itself and builds each array from virtualizarr's pieces:
+
+- **nothing outside the blob**: external raw storage and virtual datasets are refused before
+  any data is read; external links are never followed (reported as warnings);
+- **links are names, not objects**: each object is referenced once, at its first name in
+  the walk; soft links, second hard links and dangling links are reported, so cycles end;
+- **sized before allocated**: attribute values (against the file's size), chunk counts
+  (``MAX_CHUNKS``, counted while the index is read, so a looping index stops too), and
+  never-written variables (no chunk grid at all);
+- **dimension names from addresses** collected during the walk (linear).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import h5py
+import numpy as np
+from virtualizarr.codecs import zarr_codec_config_to_v3
+from virtualizarr.manifests import ChunkManifest, ManifestArray, ManifestGroup
+from virtualizarr.manifests.utils import create_v3_array_metadata
+from virtualizarr.parsers.hdf import hdf as vz_hdf
+from virtualizarr.parsers.hdf.filters import codecs_from_dataset
+from virtualizarr.parsers.utils import encode_cf_fill_value
+
+from shared.errors import CorruptFile, LimitsExceeded, NotVirtualizable
+
+# Attribute values a file may hold in all (they are copied into the reference).
+MAX_ATTRIBUTE_BYTES = 64 << 20
+# Elements of a variable-length string or compound variable read to copy it into the reference.
+MAX_COPIED_ELEMENTS = 1_000_000
+
+
+@dataclass
+class _Node:
+    """One group as walked: its datasets and child groups, by the names they are referenced under."""
+
+    path: str  # "/" or "/a/b"
+    group: Any
+    datasets: dict[str, Any] = field(default_factory=dict)
+    children: dict[str, _Node] = field(default_factory=dict)
+
+
+@dataclass
+class Hdf5Layout:
+    root: _Node
+    groups: list[str]
+    chunk_count: int  # chunk-grid cells of chunked variables, from their headers
+    chunked_datasets: int
+    warnings: list[str]
+    paths: dict[int, str]  # object address -> the path it is referenced under
+
+
+def inspect(f: h5py.File, *, file_size: int, max_chunks: int) -> Hdf5Layout:
+    """Walk every group's object headers (no chunk index, no data) to vet the file and plan reads."""
+    paths: dict[int, str] = {}
+    notes: list[str] = []
+    groups: list[str] = []
+    counts = {"chunks": 0, "chunked": 0, "attribute_bytes": 0, "scales": 0}
+
+    def vet_attributes(obj, where: str) -> None:
+        for name in obj.attrs:
+            attr = obj.attrs.get_id(name)
+            nbytes = math.prod(attr.shape or ()) * attr.dtype.itemsize
+            if nbytes > file_size:
+                raise CorruptFile(f"Attribute {name!r} of {where} claims {nbytes:,} bytes, but the file has {file_size:,}.")
+            counts["attribute_bytes"] += nbytes
+            if counts["attribute_bytes"] > MAX_ATTRIBUTE_BYTES:
+                raise LimitsExceeded(f"The file's attributes hold more than {MAX_ATTRIBUTE_BYTES >> 20} MB; "
+                                     "ncrefs copies attributes into the reference and stops there.")
+
+    def vet_dataset(name: str, obj) -> None:
+        vet_layout(name, obj)
+        vet_attributes(obj, f"variable {name!r}")
+        if obj.attrs.get("CLASS") == b"DIMENSION_SCALE":
+            counts["scales"] += 1
+        if obj.chunks is not None:
+            counts["chunked"] += 1
+            counts["chunks"] += math.prod(math.ceil(s / c) for s, c in zip(obj.shape, obj.chunks) if c)
+
+    def walk(node: _Node) -> None:
+        groups.append(node.path)
+        vet_attributes(node.group, f"group {node.path!r}")
+        prefix = "" if node.path == "/" else node.path
+        for key in node.group.keys():
+            path = f"{prefix}/{key}"
+            link = node.group.get(key, getlink=True)
+            if isinstance(link, h5py.ExternalLink):
+                notes.append(f"{path}: external link to {link.path!r} in file {link.filename!r} not followed "
+                             "(a reference never reads outside its own file).")
+                continue
+            obj = node.group.get(key)
+            if obj is None:
+                notes.append(f"{path}: link to {getattr(link, 'path', '?')!r}, which does not exist; left out.")
+                continue
+            address = h5py.h5o.get_info(obj.id).addr
+            if address in paths:
+                kind = "soft link" if isinstance(link, h5py.SoftLink) else "second name"
+                notes.append(f"{path}: {kind} of {paths[address]!r}, which is referenced under that name only.")
+                continue
+            paths[address] = path
+            if isinstance(obj, h5py.Group):
+                node.children[key] = child = _Node(path, obj)
+                walk(child)
+            elif isinstance(obj, h5py.Dataset):
+                vet_dataset(path.lstrip("/"), obj)
+                node.datasets[key] = obj
+            else:  # a named datatype: not data
+                notes.append(f"{path}: a named datatype, not a variable; left out.")
+
+    root = _Node("/", f)
+    paths[h5py.h5o.get_info(f.id).addr] = "/"
+    walk(root)
+    if counts["chunks"] > max_chunks:
+        notes.append(f"The file's variables have up to {counts['chunks']:,} chunks in all; "
+                     f"referencing fails if more than MAX_CHUNKS={max_chunks:,} were written.")
+    netcdf = "_NCProperties" in f.attrs or counts["scales"] > 0
+    if not netcdf:
+        notes.insert(0, "The file is HDF5 without NetCDF4 dimensions: dimensions are named phony_dim_N.")
+    return Hdf5Layout(root, groups, counts["chunks"], counts["chunked"], notes, paths)
+
+
+def vet_layout(name: str, dataset) -> None:
+    """Refuse a variable whose bytes are not all in this file, or that Zarr cannot reference."""
+    dcpl = dataset.id.get_create_plist()
+    if dcpl.get_external_count() > 0:
+        files = ", ".join(repr(dcpl.get_external(i)[0].decode(errors="replace")) for i in range(dcpl.get_external_count()))
+        raise NotVirtualizable(
+            f"Variable {name!r} keeps its data in external file(s) {files}, outside the blob; "
+            "ncrefs never reads outside the file it references.",
+            hint="Rewrite the file with the data inside it (e.g. nccopy or h5repack), then upload it again.",
+            variable=name,
+        )
+    if dcpl.get_layout() == h5py.h5d.VIRTUAL:
+        raise NotVirtualizable(
+            f"Variable {name!r} is an HDF5 virtual dataset (its data is mapped from other datasets or files); "
+            "ncrefs never reads outside the file it references.",
+            hint="Materialize the virtual dataset (e.g. h5repack -l CONTI), then upload the file again.",
+            variable=name,
+        )
+    dtype = dataset.dtype
+    if dtype.kind == "O" and h5py.check_vlen_dtype(dtype) not in (str, bytes):
+        what = "object references" if h5py.check_ref_dtype(dtype) else "variable-length arrays"
+        raise NotVirtualizable(f"Variable {name!r} holds {what} ({dtype}), which Zarr cannot reference.", variable=name)
+    try:
+        codecs_from_dataset(dataset)
+    except Exception as error:  # an HDF5 filter with no numcodecs equivalent
+        filters = ", ".join(f"{k}{v if v else ''}" for k, v in dataset._filters.items()) or "unknown"
+        raise NotVirtualizable(
+            f"Variable {name!r} uses the HDF5 filter(s) {filters}, which no Zarr codec reads ({error}).", variable=name
+        ) from error
+
+
+# -- building the virtual groups ----------------------------------------------------------------
+@dataclass
+class _Budget:
+    """Chunks the file may still reference (MAX_CHUNKS), spent while chunk indexes are read."""
+
+    remaining: int
+    limit: int
+
+    def exceeded(self, variable: str) -> LimitsExceeded:
+        return LimitsExceeded(
+            f"Variable {variable!r} takes the file past MAX_CHUNKS={self.limit:,} chunks.",
+            hint="Raise MAX_CHUNKS (and PARSE_MEMORY_MB) if the file is genuine, or rechunk it with larger chunks.",
+            variable=variable,
+        )
+
+
+@dataclass
+class Built:
+    group: ManifestGroup
+    # Variables that were never written, with the chunk shape their .zarray must show.
+    unwritten_chunks: dict[str, tuple[int, ...]]
+
+
+def build(layout: Hdf5Layout, url: str, *, file_size: int, max_chunks: int) -> Built:
+    """The file's groups as virtualizarr ManifestGroups (this reads the chunk indexes)."""
+    budget = _Budget(max_chunks, max_chunks)
+    unwritten: dict[str, tuple[int, ...]] = {}
+
+    def build_group(node: _Node) -> ManifestGroup:
+        skip = _dimension_only_scales(node)
+        arrays = {}
+        for key, dataset in node.datasets.items():
+            if key in skip:
+                continue
+            path = f"{'' if node.path == '/' else node.path}/{key}"
+            arrays[key] = _build_array(url, dataset, path, node.path, layout.paths, budget, file_size, unwritten)
+        groups = {key: build_group(child) for key, child in node.children.items()}
+        return ManifestGroup(arrays=arrays, groups=groups, attributes=vz_hdf._extract_attrs(node.group))
+
+    return Built(build_group(layout.root), unwritten)
+
+
+def _build_array(url: str, dataset, path: str, group: str, paths: dict[int, str], budget: _Budget,
+                 file_size: int, unwritten: dict[str, tuple[int, ...]]) -> ManifestArray:
+    """virtualizarr's ``_construct_manifest_array``, with sized reads, linear dimension names and
+    a manifest for never-written variables that allocates nothing."""
+    attrs = vz_hdf._extract_attrs(dataset)
+    dtype = dataset.dtype
+    dims = _dimension_names(dataset, path, group, paths)
+    vlen_string = h5py.check_vlen_dtype(dtype) in (str, bytes)
+    compound = None
+    if vlen_string or (dtype.names is not None and any(dtype[n].kind == "O" for n in dtype.names)):
+        if dataset.size > MAX_COPIED_ELEMENTS:
+            raise LimitsExceeded(f"Variable {path.lstrip('/')!r} holds {dataset.size:,} variable-length values; ncrefs copies "
+                                 f"at most {MAX_COPIED_ELEMENTS:,} into a reference.", variable=path.lstrip("/"))
+    if not vlen_string and dtype.names is not None and any(dtype[n].kind == "O" for n in dtype.names):
+        compound, _ = vz_hdf._read_compound(dataset, False)
+        dtype = compound.dtype
+    if vlen_string:
+        dtype = np.dtypes.StringDType()
+
+    if "_FillValue" in attrs and dtype.kind not in ("S", "U", "O", "T"):
+        attrs["_FillValue"] = encode_cf_fill_value(attrs["_FillValue"], dtype)
+
+    if vlen_string or compound is not None:
+        # Their chunks hold heap pointers: the values are read now and copied into the reference.
+        chunks = vz_hdf._vlen_string_chunk_shape(dataset)
+        codec_configs: list[dict] = []
+        fill_value = vz_hdf._get_fill_value(dataset) if vlen_string else None
+        if vlen_string:
+            manifest = vz_hdf._inlined_vlen_string_manifest(dataset, chunks=chunks, fill_value=fill_value)
+        else:
+            manifest = vz_hdf._inlined_array_manifest(compound, chunks=chunks)
+    else:
+        chunks = vz_hdf._chunk_shape(dataset)
+        codec_configs = [zarr_codec_config_to_v3(codec.get_config()) for codec in codecs_from_dataset(dataset)]
+        fill_value = vz_hdf._get_fill_value(dataset)
+        manifest = _chunk_manifest(url, dataset, chunks, path.lstrip("/"), budget, file_size)
+        if manifest is None:  # never written: one empty chunk-grid cell; the real chunk shape is restored later
+            unwritten[path.lstrip("/")] = chunks
+            chunks = tuple(max(s, 1) for s in dataset.shape)
+            manifest = ChunkManifest(entries={}, shape=(1,) * len(chunks))
+    metadata = create_v3_array_metadata(shape=dataset.shape, data_type=dtype, chunk_shape=chunks, fill_value=fill_value,
+                                        codecs=codec_configs, dimension_names=dims, attributes=attrs)
+    return ManifestArray(metadata=metadata, chunkmanifest=manifest)
+
+
+def _chunk_manifest(url: str, dataset, chunks: tuple[int, ...], name: str, budget: _Budget,
+                    file_size: int) -> ChunkManifest | None:
+    """The byte ranges of a dataset's chunks, or None when none was ever written."""
+    dsid = dataset.id
+    if dataset.chunks is None:
+        offset = dsid.get_offset()
+        if offset is None:
+            return None
+        if budget.remaining < 1:
+            raise budget.exceeded(name)
+        budget.remaining -= 1
+        shape = (1,) * len(dataset.shape)
+        return ChunkManifest.from_arrays(
+            paths=np.full(shape, url, dtype=np.dtypes.StringDType()),
+            offsets=np.full(shape, offset, dtype=np.uint64),
+            lengths=np.full(shape, dsid.get_storage_size(), dtype=np.uint64),
+        )
+
+    grid = tuple(math.ceil(s / c) for s, c in zip(dataset.shape, chunks))
+    cells = math.prod(grid)
+    infos: list = []
+
+    def take(info):
+        infos.append(info)
+        return True if len(infos) > min(cells, budget.remaining) else None  # a looping index stops here
+
+    dsid.chunk_iter(take)
+    if not infos:
+        return None
+    if len(infos) > budget.remaining:
+        raise budget.exceeded(name)
+    if len(infos) > cells:
+        raise CorruptFile(f"Variable {name!r}'s chunk index lists more chunks than its shape holds: the file is damaged.",
+                          variable=name)
+    budget.remaining -= len(infos)
+
+    offsets = np.zeros(grid, dtype=np.uint64)
+    lengths = np.zeros(grid, dtype=np.uint64)
+    present = np.zeros(grid, dtype=bool)
+    trimmed = chunks != dataset.chunks
+    trimmed_length = math.prod(chunks) * dataset.dtype.itemsize
+    for info in infos:
+        key = tuple(a // b for a, b in zip(info.chunk_offset, chunks))
+        if any(k >= g for k, g in zip(key, grid)) or present[key]:
+            raise CorruptFile(f"Variable {name!r}'s chunk index is inconsistent (chunk {key} outside the grid or listed twice).",
+                              variable=name)
+        present[key] = True
+        offsets[key] = info.byte_offset
+        lengths[key] = trimmed_length if trimmed else info.size
+    paths = np.full(grid, "", dtype=np.dtypes.StringDType())  # "" marks a chunk never written
+    paths[present] = url
+    return ChunkManifest.from_arrays(paths=paths, offsets=offsets, lengths=lengths, validate_paths=False)
+
+
+def _dimension_names(dataset, path: str, group: str, paths: dict[int, str]) -> list[str]:
+    """virtualizarr's ``_dataset_dims``, naming dimension scales by the address map of the walk
+    (h5py's ``.name`` of a dereferenced scale searches the whole file)."""
+    dims = []
+    for axis in range(len(dataset.shape)):
+        scales = dataset.dims[axis]
+        count = len(scales)
+        if count == 1:
+            scale = scales[0]
+            dims.append(paths.get(h5py.h5o.get_info(scale.id).addr) or str(scale.name))
+        elif h5py.h5ds.is_scale(dataset.id):
+            dims.append(path)
+        elif count > 1:
+            raise CorruptFile(f"{path} has {count} dimension scales attached to dimension #{axis}; require exactly 1")
+        else:  # no dimension scale: netCDF-C's phony dimensions
+            dims.append(f"phony_dim_{axis}")
+    prefix = "" if group == "/" else group
+    return [d.removeprefix(prefix).removeprefix("/") for d in dims]
+
+
+def _dimension_only_scales(node: _Node) -> set[str]:
+    """netCDF-C's dimensions without a variable: scales that were never written (as virtualizarr drops them)."""
+    dropped = set()
+    for key, dataset in node.datasets.items():
+        if "_Netcdf4Dimid" not in dataset.attrs:
+            continue
+        if dataset.chunks is not None:
+            empty = dataset.id.chunk_iter(lambda chunk: True) is None
+        else:
+            empty = dataset.id.get_storage_size() == 0
+        if empty:
+            dropped.add(key)
+    return dropped

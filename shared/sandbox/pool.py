@@ -1,0 +1,293 @@
+"""Parse untrusted files in warm parser processes, under limits (the parent's side).
+
+A file's bytes decide what the HDF5 library does: it can crash (a looping chunk index is a
+SIGSEGV), hang, or ask for any amount of memory. So the parsing never runs in the process
+that serves requests. Each parse borrows a warm worker (``worker.py``: imports done,
+confined, no credentials), serves the byte ranges it asks for through the caller's reader,
+and gets the reference back as JSON. A crash, a hang past ``PARSE_TIMEOUT_S`` or a runaway
+allocation past ``PARSE_MEMORY_MB`` ends that worker only and becomes a typed error; the
+pool starts a fresh one on the next request.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+import ujson
+
+from shared.errors import ERROR_TABLE, CorruptFile, InternalError, LimitsExceeded, NcrefsError
+from shared.reader import RangeReader
+from shared.sandbox import protocol
+from shared.settings import Settings
+
+log = logging.getLogger("ncrefs.sandbox")
+
+# Any single read a parser may ask for (the whole-file plan reads at most 32 MB at once).
+MAX_SINGLE_READ = 64 << 20
+# A worker is replaced after this many files: a long-lived parser's heap only grows.
+JOBS_PER_WORKER = 500
+STARTUP_TIMEOUT_S = 60
+_PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # the folder that holds shared/
+
+
+@dataclass(frozen=True)
+class Limits:
+    timeout_s: float
+    memory_bytes: int
+    max_read_bytes: int
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Limits:
+        return cls(settings.parse_timeout_s, settings.parse_memory_mb << 20, settings.max_read_mb << 20)
+
+
+@dataclass
+class Parsed:
+    refs: dict
+    warnings: list[str]
+    groups: list[str]
+    plan: str
+
+
+class _Worker:
+    def __init__(self, limits: Limits):
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "shared.sandbox.worker", ujson.dumps({"memory_bytes": limits.memory_bytes})],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=_PACKAGE_ROOT, env=_worker_environment(), close_fds=True,
+        )
+        self.frames = protocol.FrameReader(self.proc.stdout.fileno(), max_frame=limits.memory_bytes)
+        self.jobs = 0
+        try:
+            hello = ujson.loads(self.frames.read(time.monotonic() + STARTUP_TIMEOUT_S)[1])
+        except (EOFError, TimeoutError, ValueError) as error:
+            self.kill()
+            raise InternalError(f"A parser process could not start ({type(error).__name__}); see the log.") from error
+        self.not_confined = hello.get("not_confined")
+
+    def send(self, data: bytes) -> None:
+        protocol.write_all(self.proc.stdin.fileno(), data)
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        for stream in (self.proc.stdin, self.proc.stdout):
+            stream.close()
+
+
+def _worker_environment() -> dict[str, str]:
+    """What a parser process sees: where Python code is, and nothing else (no connection
+    strings, no keys, no identity endpoints)."""
+    paths = [p for p in sys.path if p and os.path.isdir(p)]
+    return {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "PYTHONPATH": os.pathsep.join([str(_PACKAGE_ROOT), *paths]),
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "LANG": "C.UTF-8",
+        "OMP_NUM_THREADS": "1",
+        "OPENBLAS_NUM_THREADS": "1",
+    }
+
+
+class ParserPool:
+    """Up to ``size`` warm workers; a parse waits for a free one."""
+
+    def __init__(self, limits: Limits, size: int):
+        self.limits = limits
+        self.size = size
+        self._idle: list[_Worker] = []
+        self._running = 0
+        self._lock = threading.Condition()
+        self._warned = False
+
+    def parse(self, reader: RangeReader, head: bytes, *, url: str, name: str, options: dict) -> Parsed:
+        """Parse the file behind ``reader`` (``head``: bytes from offset 0 it already holds)."""
+        worker = self._acquire()
+        reusable = False
+        try:
+            parsed, reusable = self._converse(worker, reader, head, {"url": url, "name": name, "size": reader.size, **options})
+            return parsed
+        finally:
+            self._release(worker, reusable)
+
+    def close(self) -> None:
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for worker in idle:
+            worker.kill()
+
+    # -- one conversation ---------------------------------------------------------------------
+    def _converse(self, worker: _Worker, reader: RangeReader, head: bytes, job: dict) -> tuple[Parsed, bool]:
+        deadline = time.monotonic() + self.limits.timeout_s
+        worker.jobs += 1
+        refused: NcrefsError | None = None
+        read_total = 0
+        try:
+            worker.send(protocol.encode_json(job) + protocol.encode(protocol.BYTES, head))
+            while True:
+                kind, payload = worker.frames.read(deadline)
+                message = ujson.loads(payload) if kind == protocol.JSON else None
+                if not isinstance(message, dict):
+                    raise InternalError("A parser process sent a malformed message.")
+                if "read" not in message:
+                    break
+                start, end = _checked_range(message["read"], reader.size)
+                refused = refused or self._over_budget(end - start, read_total)
+                if refused is None:
+                    try:
+                        data = reader.fetch_counted(start, end)
+                        read_total += len(data)
+                        worker.send(protocol.encode(protocol.BYTES, data))
+                        continue
+                    except NcrefsError as error:  # the source changed, storage failed: the real error stays here
+                        refused = error
+                # Once refused, every later read is too; whatever the parser makes of that, the refusal is the error.
+                worker.send(protocol.encode_json({"refused": refused.code}))
+        except TimeoutError:
+            raise LimitsExceeded(
+                f"Parsing the file took longer than PARSE_TIMEOUT_S={self.limits.timeout_s:g} s; it was stopped.",
+                hint="Raise PARSE_TIMEOUT_S if the file is genuine (very many variables or groups), or split it.") from None
+        except (EOFError, BrokenPipeError, ValueError) as error:
+            raise refused or _died(worker, self.limits) from error
+        reusable = not message.get("recycle") and worker.jobs < JOBS_PER_WORKER
+        if refused is not None:
+            raise refused
+        if "error" in message:
+            raise _rebuild_error(message["error"])
+        return _checked_result(message, job["url"], reader.size), reusable
+
+    def _over_budget(self, length: int, read_total: int) -> LimitsExceeded | None:
+        if length > MAX_SINGLE_READ:
+            return LimitsExceeded(f"The parser asked for {length:,} bytes at once (at most {MAX_SINGLE_READ >> 20} MB): "
+                                  "a header never needs that much; the file's header is damaged or hostile.")
+        if read_total + length > self.limits.max_read_bytes:
+            return LimitsExceeded(f"Referencing the file would read more than MAX_READ_MB={self.limits.max_read_bytes >> 20} MB "
+                                  "of it; a header rarely needs that much.",
+                                  hint="Raise MAX_READ_MB if the file is genuine (its metadata is spread through a large file).")
+        return None
+
+    # -- workers ------------------------------------------------------------------------------
+    def _acquire(self) -> _Worker:
+        with self._lock:
+            while True:
+                while self._idle:
+                    worker = self._idle.pop()
+                    if worker.proc.poll() is None:
+                        return worker
+                    self._running -= 1
+                    worker.kill()
+                if self._running < self.size:
+                    self._running += 1
+                    break
+                self._lock.wait()
+        try:
+            worker = _Worker(self.limits)
+        except BaseException:
+            with self._lock:
+                self._running -= 1
+                self._lock.notify()
+            raise
+        if worker.not_confined and not self._warned:
+            self._warned = True
+            log.warning("parser processes are not confined: %s (structural checks still apply)", worker.not_confined)
+        return worker
+
+    def _release(self, worker: _Worker, reusable: bool) -> None:
+        if not reusable:
+            worker.kill()
+        with self._lock:
+            if reusable:
+                self._idle.append(worker)
+            else:
+                self._running -= 1
+            self._lock.notify()
+
+
+def _checked_range(value, size: int) -> tuple[int, int]:
+    if (not isinstance(value, list) or len(value) != 2 or not all(type(v) is int for v in value)
+            or not 0 <= value[0] < value[1] <= size):
+        raise InternalError(f"A parser process asked for an impossible range {value!r:.80}.")
+    return value[0], value[1]
+
+
+def _died(worker: _Worker, limits: Limits) -> NcrefsError:
+    try:
+        code = worker.proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        return InternalError("A parser process stopped answering.")
+    if code < 0 and -code == signal.SIGKILL:
+        return LimitsExceeded(f"The parser process was killed (SIGKILL), most likely for using more than "
+                              f"PARSE_MEMORY_MB={limits.memory_bytes >> 20} MB.",
+                              hint="Raise PARSE_MEMORY_MB if the file is genuine; a damaged header can claim any size.")
+    if code < 0:
+        name = signal.Signals(-code).name
+        return CorruptFile(f"The HDF5/NetCDF library crashed ({name}) reading this file's structure: the file is damaged "
+                           "or built to crash readers. Nothing was written; the crash ended only a parser process.",
+                           hint="Check the file with h5dump -H or ncdump -h; upload a sound copy.")
+    return InternalError(f"A parser process exited unexpectedly (status {code}).")
+
+
+def _rebuild_error(info) -> NcrefsError:
+    classes = {cls.code: cls for cls in _error_classes(NcrefsError)}
+    if not isinstance(info, dict) or info.get("code") not in ERROR_TABLE or not isinstance(info.get("message"), str):
+        return InternalError("A parser process reported a malformed error.")
+    cls = classes.get(info["code"], InternalError)
+    hint, variable = info.get("hint"), info.get("variable")
+    return cls(info["message"], hint=hint if isinstance(hint, str) else None, variable=variable if isinstance(variable, str) else None)
+
+
+def _error_classes(cls):
+    for sub in cls.__subclasses__():
+        yield sub
+        yield from _error_classes(sub)
+
+
+def _checked_result(message: dict, url: str, size: int) -> Parsed:
+    """The reference as a parser sent it, accepted only if every chunk points inside this file."""
+    refs = message.get("refs")
+    table = refs.get("refs") if isinstance(refs, dict) else None
+    if not isinstance(table, dict):
+        raise InternalError("A parser process returned no reference.")
+    # virtualizarr writes a local file's chunk URLs as plain paths
+    own = {url, unquote(urlsplit(url).path)} if url.startswith("file://") else {url}
+    for key, value in table.items():
+        if isinstance(value, list):
+            if (len(value) != 3 or value[0] not in own or not all(type(v) is int for v in value[1:])
+                    or value[1] < 0 or value[2] < 0 or value[1] + value[2] > size):
+                raise InternalError(f"A parser process returned a reference outside the file for {key!r:.80}.")
+        elif not isinstance(value, str):
+            raise InternalError(f"A parser process returned a malformed reference for {key!r:.80}.")
+    return Parsed(refs, [str(w) for w in message.get("warnings", [])], [str(g) for g in message.get("groups", ["/"])],
+                  str(message.get("plan", "ranged")))
+
+
+_pools: dict[Limits, ParserPool] = {}
+_pools_lock = threading.Lock()
+
+
+def parser_pool(settings: Settings, size: int | None = None) -> ParserPool:
+    """The process-wide pool for these limits (warm workers are shared by every caller);
+    ``size`` raises its number of workers (a backfill with more threads)."""
+    limits = Limits.from_settings(settings)
+    with _pools_lock:
+        pool = _pools.get(limits)
+        if pool is None:
+            pool = _pools[limits] = ParserPool(limits, settings.parse_workers)
+        pool.size = max(pool.size, size or 0)
+        return pool
+
+
+@atexit.register
+def _close_pools() -> None:
+    for pool in list(_pools.values()):
+        pool.close()

@@ -1,0 +1,90 @@
+"""A parser process: ``python -m shared.sandbox.worker '<limits JSON>'``.
+
+It parses one file at a time and holds no credentials: it asks its parent for every byte
+range over its standard input/output (see ``protocol.py``) and answers with the reference
+as JSON. It runs under a memory limit and, where the kernel allows, Landlock confinement
+(``confine.py``); a crash or a hang ends this process only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import traceback
+
+from shared.sandbox import protocol
+from shared.sandbox.confine import confine, limit_resources
+
+
+class ReadRefused(Exception):
+    """The parent did not serve a read (the source changed, a limit): it holds the real error."""
+
+
+def main() -> None:
+    limits = json.loads(sys.argv[1])
+    # The protocol gets its own descriptors; stray prints from libraries go to stderr.
+    proto_in, proto_out = os.dup(0), os.dup(1)
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.dup2(2, 1)
+    limit_resources(limits["memory_bytes"])
+
+    from shared.errors import NcrefsError
+    from shared.formats import sniff
+    from shared.reader import RangeReader
+    from shared.virtualize import classify_parse_error, virtualize
+
+    not_confined = confine()
+    frames = protocol.FrameReader(proto_in, max_frame=limits["memory_bytes"])
+    protocol.write_all(proto_out, protocol.encode_json({"ready": True, "not_confined": not_confined}))
+
+    def fetch(start: int, end: int) -> bytes:
+        protocol.write_all(proto_out, protocol.encode_json({"read": [start, end]}))
+        kind, payload = frames.read()
+        if kind != protocol.BYTES:
+            raise ReadRefused(payload.decode())
+        return payload
+
+    while True:
+        try:
+            _, request = frames.read()
+            job = json.loads(request)
+            _, head = frames.read()
+        except EOFError:  # the parent is gone
+            return
+        fmt = reader = None
+        recycle = False
+        try:
+            reader = RangeReader(fetch, job["size"], block_size=job["block_size"], name=job["name"])
+            reader.seed(0, head)
+            fmt = sniff(reader.read_at, job["size"], job["name"])
+            result = virtualize(reader, fmt, job["url"], inline_threshold=job["inline_threshold"], max_chunks=job["max_chunks"])
+            reply = {"refs": result.refs, "warnings": result.warnings, "groups": result.groups, "plan": result.plan}
+        except ReadRefused:
+            reply = {"read_refused": True}
+        except BaseException as error:  # noqa: BLE001 - whatever a file makes a parser raise is about the file
+            recycle = isinstance(error, MemoryError)
+            if not isinstance(error, NcrefsError):
+                traceback.print_exc(file=sys.stderr)
+                error = classify_parse_error(error, fmt) if fmt is not None else _unreadable(error)
+            reply = {"error": {"code": error.code, "message": error.message, "hint": error.hint, "variable": error.variable}}
+        del reader
+        reply["recycle"] = recycle
+        try:
+            protocol.write_all(proto_out, protocol.encode_json(reply))
+        except MemoryError:  # the result itself does not fit: say so in a few bytes
+            protocol.write_all(proto_out, protocol.encode_json({"error": {"code": "limits_exceeded", "message": (
+                "The reference is too large to return within PARSE_MEMORY_MB."), "hint": None, "variable": None}, "recycle": True}))
+        if recycle:
+            return
+
+
+def _unreadable(error: BaseException):
+    from shared.errors import CorruptFile
+
+    return CorruptFile(f"The file's first bytes could not be read ({type(error).__name__}: {str(error)[:200]}).")
+
+
+if __name__ == "__main__":
+    main()
