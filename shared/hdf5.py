@@ -58,11 +58,13 @@ class Hdf5Layout:
     chunked_datasets: int
     warnings: list[str]
     paths: dict[int, str]  # object address -> the path it is referenced under
+    bare: set[str]  # paths of objects without attributes (h5py's attribute iteration is slow)
 
 
 def inspect(f: h5py.File, *, file_size: int, max_chunks: int) -> Hdf5Layout:
     """Walk every group's object headers (no chunk index, no data) to vet the file and plan reads."""
     paths: dict[int, str] = {}
+    bare: set[str] = set()
     notes: list[str] = []
     groups: list[str] = []
     counts = {"chunks": 0, "chunked": 0, "attribute_bytes": 0, "scales": 0}
@@ -78,47 +80,62 @@ def inspect(f: h5py.File, *, file_size: int, max_chunks: int) -> Hdf5Layout:
                 raise LimitsExceeded(f"The file's attributes hold more than {MAX_ATTRIBUTE_BYTES >> 20} MB; "
                                      "ncrefs copies attributes into the reference and stops there.")
 
-    def vet_dataset(name: str, obj) -> None:
+    def vet_dataset(name: str, obj, has_attributes: bool) -> None:
         vet_layout(name, obj)
-        vet_attributes(obj, f"variable {name!r}")
-        if obj.attrs.get("CLASS") == b"DIMENSION_SCALE":
-            counts["scales"] += 1
+        if has_attributes:
+            vet_attributes(obj, f"variable {name!r}")
+            if obj.attrs.get("CLASS") == b"DIMENSION_SCALE":
+                counts["scales"] += 1
         if obj.chunks is not None:
             counts["chunked"] += 1
             counts["chunks"] += math.prod(math.ceil(s / c) for s, c in zip(obj.shape, obj.chunks) if c)
 
     def walk(node: _Node) -> None:
+        # Low-level h5py calls: a file may hold tens of thousands of objects.
         groups.append(node.path)
-        vet_attributes(node.group, f"group {node.path!r}")
         prefix = "" if node.path == "/" else node.path
         for key in node.group.keys():
             path = f"{prefix}/{key}"
-            link = node.group.get(key, getlink=True)
-            if isinstance(link, h5py.ExternalLink):
+            name = key.encode()
+            kind = node.group.id.links.get_info(name).type
+            if kind == h5py.h5l.TYPE_EXTERNAL:
+                link = node.group.get(key, getlink=True)
                 notes.append(f"{path}: external link to {link.path!r} in file {link.filename!r} not followed "
                              "(a reference never reads outside its own file).")
                 continue
-            obj = node.group.get(key)
-            if obj is None:
-                notes.append(f"{path}: link to {getattr(link, 'path', '?')!r}, which does not exist; left out.")
+            if kind not in (h5py.h5l.TYPE_HARD, h5py.h5l.TYPE_SOFT):  # user-defined link types
+                notes.append(f"{path}: a link of an unknown kind ({kind}); not followed.")
                 continue
-            address = h5py.h5o.get_info(obj.id).addr
-            if address in paths:
-                kind = "soft link" if isinstance(link, h5py.SoftLink) else "second name"
-                notes.append(f"{path}: {kind} of {paths[address]!r}, which is referenced under that name only.")
+            try:
+                oid = h5py.h5o.open(node.group.id, name)
+            except KeyError:
+                target = node.group.get(key, getlink=True).path
+                notes.append(f"{path}: link to {target!r}, which does not exist; left out.")
                 continue
-            paths[address] = path
-            if isinstance(obj, h5py.Group):
-                node.children[key] = child = _Node(path, obj)
+            info = h5py.h5o.get_info(oid)
+            if info.addr in paths:
+                what = "soft link" if kind == h5py.h5l.TYPE_SOFT else "second name"
+                notes.append(f"{path}: {what} of {paths[info.addr]!r}, which is referenced under that name only.")
+                continue
+            paths[info.addr] = path
+            if not info.num_attrs:
+                bare.add(path)
+            if info.type == h5py.h5o.TYPE_GROUP:
+                group = h5py.Group(oid)
+                if info.num_attrs:
+                    vet_attributes(group, f"group {path!r}")
+                node.children[key] = child = _Node(path, group)
                 walk(child)
-            elif isinstance(obj, h5py.Dataset):
-                vet_dataset(path.lstrip("/"), obj)
-                node.datasets[key] = obj
+            elif info.type == h5py.h5o.TYPE_DATASET:
+                dataset = h5py.Dataset(oid)
+                vet_dataset(path.lstrip("/"), dataset, info.num_attrs > 0)
+                node.datasets[key] = dataset
             else:  # a named datatype: not data
                 notes.append(f"{path}: a named datatype, not a variable; left out.")
 
     root = _Node("/", f)
     paths[h5py.h5o.get_info(f.id).addr] = "/"
+    vet_attributes(f, "the root group")
     walk(root)
     if counts["chunks"] > max_chunks:
         notes.append(f"The file's variables have up to {counts['chunks']:,} chunks in all; "
@@ -126,7 +143,7 @@ def inspect(f: h5py.File, *, file_size: int, max_chunks: int) -> Hdf5Layout:
     netcdf = "_NCProperties" in f.attrs or counts["scales"] > 0
     if not netcdf:
         notes.insert(0, "The file is HDF5 without NetCDF4 dimensions: dimensions are named phony_dim_N.")
-    return Hdf5Layout(root, groups, counts["chunks"], counts["chunked"], notes, paths)
+    return Hdf5Layout(root, groups, counts["chunks"], counts["chunked"], notes, paths, bare)
 
 
 def vet_layout(name: str, dataset) -> None:
@@ -188,25 +205,29 @@ def build(layout: Hdf5Layout, url: str, *, file_size: int, max_chunks: int) -> B
     budget = _Budget(max_chunks, max_chunks)
     unwritten: dict[str, tuple[int, ...]] = {}
 
+    def attributes(obj, path: str) -> dict:
+        return {} if path in layout.bare else vz_hdf._extract_attrs(obj)
+
     def build_group(node: _Node) -> ManifestGroup:
-        skip = _dimension_only_scales(node)
+        prefix = "" if node.path == "/" else node.path
+        skip = _dimension_only_scales(node, layout.bare)
         arrays = {}
         for key, dataset in node.datasets.items():
             if key in skip:
                 continue
-            path = f"{'' if node.path == '/' else node.path}/{key}"
-            arrays[key] = _build_array(url, dataset, path, node.path, layout.paths, budget, file_size, unwritten)
+            path = f"{prefix}/{key}"
+            arrays[key] = _build_array(url, dataset, attributes(dataset, path), path, node.path, layout.paths, budget,
+                                       file_size, unwritten)
         groups = {key: build_group(child) for key, child in node.children.items()}
-        return ManifestGroup(arrays=arrays, groups=groups, attributes=vz_hdf._extract_attrs(node.group))
+        return ManifestGroup(arrays=arrays, groups=groups, attributes=attributes(node.group, node.path))
 
     return Built(build_group(layout.root), unwritten)
 
 
-def _build_array(url: str, dataset, path: str, group: str, paths: dict[int, str], budget: _Budget,
+def _build_array(url: str, dataset, attrs: dict, path: str, group: str, paths: dict[int, str], budget: _Budget,
                  file_size: int, unwritten: dict[str, tuple[int, ...]]) -> ManifestArray:
     """virtualizarr's ``_construct_manifest_array``, with sized reads, linear dimension names and
     a manifest for never-written variables that allocates nothing."""
-    attrs = vz_hdf._extract_attrs(dataset)
     dtype = dataset.dtype
     dims = _dimension_names(dataset, path, group, paths)
     vlen_string = h5py.check_vlen_dtype(dtype) in (str, bytes)
@@ -263,6 +284,7 @@ def _chunk_manifest(url: str, dataset, chunks: tuple[int, ...], name: str, budge
             paths=np.full(shape, url, dtype=np.dtypes.StringDType()),
             offsets=np.full(shape, offset, dtype=np.uint64),
             lengths=np.full(shape, dsid.get_storage_size(), dtype=np.uint64),
+            validate_paths=False,
         )
 
     grid = tuple(math.ceil(s / c) for s, c in zip(dataset.shape, chunks))
@@ -321,11 +343,12 @@ def _dimension_names(dataset, path: str, group: str, paths: dict[int, str]) -> l
     return [d.removeprefix(prefix).removeprefix("/") for d in dims]
 
 
-def _dimension_only_scales(node: _Node) -> set[str]:
+def _dimension_only_scales(node: _Node, bare: set[str]) -> set[str]:
     """netCDF-C's dimensions without a variable: scales that were never written (as virtualizarr drops them)."""
     dropped = set()
+    prefix = "" if node.path == "/" else node.path
     for key, dataset in node.datasets.items():
-        if "_Netcdf4Dimid" not in dataset.attrs:
+        if f"{prefix}/{key}" in bare or "_Netcdf4Dimid" not in dataset.attrs:
             continue
         if dataset.chunks is not None:
             empty = dataset.id.chunk_iter(lambda chunk: True) is None

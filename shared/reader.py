@@ -11,6 +11,9 @@ megabyte another ~10 ms, so neither tiny fixed blocks (many requests) nor large 
   after a jump (an index node of a file with big chunks);
 - fetches a file of at most ~1 MB (what one request's latency is worth) in one GET, and any
   file in one GET when the caller's plan says that is cheaper (:meth:`prefetch_all`);
+- fetches the rest of a file (up to ``WHOLE_FILE_MAX``) once the requests it has made cost as
+  much as that would: a header spread through a small file (thousands of groups) then costs
+  at most about twice the best plan, whatever its layout;
 - keeps what it fetched, up to ``cache_limit`` bytes, so a parser that opens the file again
   (virtualizarr opens it once per group) reads nothing twice.
 
@@ -34,6 +37,8 @@ MAX_BLOCK = 16 << 20
 SMALL_FILE = int(REQUEST_LATENCY_S * BANDWIDTH_BPS)
 # The first GET of a blob: most NetCDF headers fit, and its response tells size and ETag.
 FIRST_READ = 256 << 10
+# Never fetch a whole file larger than this in one go (memory).
+WHOLE_FILE_MAX = 32 << 20
 
 
 @dataclass
@@ -133,6 +138,9 @@ class RangeReader(io.RawIOBase):
             self._store(gap_start, self._get(gap_start, gap_end), keep=(gap_start, gap_end))
 
     def _fill(self, start: int, end: int, keep: tuple[int, int]) -> None:
+        if self._rest_is_cheaper():
+            self.prefetch_all()
+            return
         # Forward and near the last GET: a sequential pass, so read further ahead next time.
         if 0 <= start - self._last_end <= self._next_block:
             self._next_block = min(self._next_block * GROWTH, MAX_BLOCK)
@@ -147,6 +155,13 @@ class RangeReader(io.RawIOBase):
         fetch_end = min(fetch_end, self.size)
         self._store(start, self._get(start, fetch_end), keep=keep)
         self._last_end = fetch_end
+
+    def _rest_is_cheaper(self) -> bool:
+        """Whether the requests made so far already cost what one GET of everything missing would."""
+        if self.size > WHOLE_FILE_MAX or self._cached_bytes + self.size > self._cache_limit:
+            return False
+        missing = self.size - self._cached_bytes
+        return self.stats.requests * REQUEST_LATENCY_S >= REQUEST_LATENCY_S + missing / BANDWIDTH_BPS
 
     def _get(self, start: int, end: int) -> bytes:
         data = bytes(self._fetch(start, end))

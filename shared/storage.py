@@ -158,11 +158,14 @@ class Storage:
 
     def _store(self, container: str) -> AzureStore:
         if container not in self._stores:
-            endpoint = self.service.url.rstrip("/")
-            options = {"allow_http": True} if urlsplit(endpoint).scheme == "http" else None
+            url = urlsplit(self.service.url)  # a SAS connection string puts its token in the query
+            endpoint = f"{url.scheme}://{url.netloc}{url.path}".rstrip("/")
+            options = {"allow_http": True} if url.scheme == "http" else None
             key = getattr(self.service.credential, "account_key", None)
             if key:
                 auth = {"account_key": key}
+            elif url.query:
+                auth = {"sas_key": url.query}
             else:
                 from obstore.auth.azure import AzureCredentialProvider
 
@@ -261,7 +264,12 @@ class Storage:
             try:
                 result = obstore.get(store, location.path, options={"range": (start, end), "if_match": info.etag})
                 return result.bytes().to_bytes()
-            except PreconditionError as error:
+            except PreconditionError as error:  # another version, or none at all
+                try:
+                    self.source_info(location)
+                except SourceNotFound:
+                    raise SourceNotFound(f"{location} was deleted while it was being read; nothing was written.",
+                                         hint="Upload the file again if it should have a reference.") from error
                 raise SourceChanged(f"{location} was overwritten while it was being read; nothing was written.") from error
             except FileNotFoundError as error:
                 raise SourceNotFound(f"{location} was deleted while it was being read; nothing was written.",

@@ -32,12 +32,10 @@ from virtualizarr.parsers import netcdf3 as vz_netcdf3
 from shared import hdf5
 from shared.errors import CorruptFile, LimitsExceeded, NcrefsError, NotVirtualizable
 from shared.formats import FileFormat
-from shared.reader import BANDWIDTH_BPS, REQUEST_LATENCY_S, RangeReader
+from shared.reader import BANDWIDTH_BPS, REQUEST_LATENCY_S, WHOLE_FILE_MAX, RangeReader
 
 # A v1 B-tree leaf of a chunked HDF5 dataset indexes 32 to 64 chunks: estimate 48.
 CHUNKS_PER_INDEX_READ = 48
-# Never fetch a whole file larger than this in one go, whatever the plan says (memory).
-WHOLE_FILE_MAX = 32 << 20
 # Dimension coordinates up to this many stored bytes are copied into the reference whole,
 # so opening a dataset needs no request for its index values.
 COORDINATE_INLINE_BYTES = 64 << 10
@@ -116,9 +114,9 @@ def _netcdf3_group(reader: RangeReader, url: str, max_chunks: int) -> ManifestGr
         else:
             end = var.begin + math.prod(var.shape) * var.dtype.itemsize
         if (var.is_record and header.numrecs > 0 or not var.is_record and 0 not in var.shape) and end > reader.size:
-            claim = f"{header.numrecs:,} records of" if var.is_record else "data of"
+            claim = f"for the {header.numrecs:,} records its header claims" if var.is_record else "for its data"
             raise CorruptFile(
-                f"Variable {var.name!r} needs bytes up to {end:,} ({claim} it), but the file ends at {reader.size:,}: "
+                f"Variable {var.name!r} needs bytes up to {end:,} {claim}, but the file ends at {reader.size:,}: "
                 "it is truncated or its header is damaged.", variable=var.name)
     chunks = header.numrecs * len(records) + len(header.variables) - len(records)
     if chunks > max_chunks:
@@ -158,8 +156,10 @@ def classify_parse_error(error: BaseException, fmt: FileFormat) -> NcrefsError:
 
 
 def _worth_reporting(message: str) -> bool:
-    """Drop warnings about Zarr V3 data types: the reference is written as Zarr V2."""
-    return "Zarr V3 specification" not in message and "oversized" not in message.lower()
+    """Drop warnings about Zarr V3 data types (the reference is written as Zarr V2) and about
+    groups whose variables are all copied into the reference (they are meant to be)."""
+    return ("Zarr V3 specification" not in message and "oversized" not in message.lower()
+            and "entirely non-virtual" not in message)
 
 
 # -- reference post-processing ------------------------------------------------------------------
@@ -250,7 +250,7 @@ def _materialize(refs: dict, path: str, zarray: dict, fill, present: int) -> lis
     def refuse(total: int) -> NotVirtualizable:
         return NotVirtualizable(
             f"Variable {path!r} has {missing_count:,} chunks that were never written; filling them with its fill value "
-            f"would add {total:,} bytes to the reference (at most {MAX_FILL_BYTES:,}).",
+            f"would add about {total:,} bytes to the reference (at most {MAX_FILL_BYTES:,}).",
             hint="Write the variable in full (or give it a _FillValue) before referencing the file.",
             variable=path,
         )
@@ -262,10 +262,11 @@ def _materialize(refs: dict, path: str, zarray: dict, fill, present: int) -> lis
         data = numcodecs.get_codec(codec).encode(data)
     if zarray.get("compressor"):
         data = numcodecs.get_codec(zarray["compressor"]).encode(data)
-    data = bytes(data)
-    if len(data) * missing_count > MAX_FILL_BYTES:
-        raise refuse(len(data) * missing_count)
-    encoded = "base64:" + base64.b64encode(data).decode()
+    encoded = "base64:" + base64.b64encode(bytes(data)).decode()
+    # What each entry adds to the reference: its key ("path/i.j.k") and the encoded chunk.
+    entry_bytes = len(encoded) + len(path) + 8 + 2 * len(shape) * len(str(max(zarray["shape"], default=0)))
+    if entry_bytes * missing_count > MAX_FILL_BYTES:
+        raise refuse(entry_bytes * missing_count)
     missing = _missing_chunk_keys(refs, path, zarray, present)
     for key in missing:
         refs[f"{path}/{key}"] = encoded

@@ -7,6 +7,7 @@ import json
 import uuid
 from pathlib import Path
 
+import azure.functions as func
 import fsspec
 from fsspec.implementations.reference import LazyReferenceMapper
 import pytest
@@ -113,3 +114,26 @@ def assert_reads_like_original(reference: xr.Dataset, path: Path, group: str | N
     """Every variable's values, attributes, encodingless dtype and every dimension equal the original's."""
     with open_original(path, group) as original:
         xr.testing.assert_identical(reference.load(), original.load())
+
+
+# -- the Functions app, invoked in-process (no Functions host can be installed here) ----------------
+@pytest.fixture(scope="session")
+def app_functions() -> dict:
+    """The registered functions by name; ``get_functions()`` is called once per app."""
+    from function_app import app
+
+    return {fn.get_function_name(): fn for fn in app.get_functions()}
+
+
+@pytest.fixture
+def call_http(app_functions):
+    def _call(name: str, body: bytes | dict | None = None, *, method: str = "POST",
+              content_type: str | None = "application/json") -> tuple[int, dict, func.HttpResponse]:
+        raw = json.dumps(body).encode() if isinstance(body, dict) else (body or b"")
+        headers = {"content-type": content_type} if content_type else {}
+        route = json.loads(app_functions[name].get_function_json())["bindings"][0]["route"]
+        request = func.HttpRequest(method=method, url=f"http://localhost:7071/api/{route}", body=raw, headers=headers)
+        response = app_functions[name].get_user_function()(request)
+        return response.status_code, json.loads(response.get_body()), response
+
+    return _call

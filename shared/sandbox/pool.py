@@ -115,10 +115,12 @@ class ParserPool:
         worker = self._acquire()
         reusable = False
         try:
-            parsed, reusable = self._converse(worker, reader, head, {"url": url, "name": name, "size": reader.size, **options})
-            return parsed
+            outcome, reusable = self._converse(worker, reader, head, {"url": url, "name": name, "size": reader.size, **options})
         finally:
             self._release(worker, reusable)
+        if isinstance(outcome, NcrefsError):  # the worker answered: it stays warm for the next file
+            raise outcome
+        return outcome
 
     def close(self) -> None:
         with self._lock:
@@ -127,7 +129,9 @@ class ParserPool:
             worker.kill()
 
     # -- one conversation ---------------------------------------------------------------------
-    def _converse(self, worker: _Worker, reader: RangeReader, head: bytes, job: dict) -> tuple[Parsed, bool]:
+    def _converse(self, worker: _Worker, reader: RangeReader, head: bytes, job: dict) -> tuple[Parsed | NcrefsError, bool]:
+        """Run one job; a worker that answered (with a reference or an error) may be reused,
+        one that timed out, died or misbehaved raises here and is not."""
         deadline = time.monotonic() + self.limits.timeout_s
         worker.jobs += 1
         refused: NcrefsError | None = None
@@ -161,9 +165,9 @@ class ParserPool:
             raise refused or _died(worker, self.limits) from error
         reusable = not message.get("recycle") and worker.jobs < JOBS_PER_WORKER
         if refused is not None:
-            raise refused
+            return refused, reusable
         if "error" in message:
-            raise _rebuild_error(message["error"])
+            return _rebuild_error(message["error"]), reusable
         return _checked_result(message, job["url"], reader.size), reusable
 
     def _over_budget(self, length: int, read_total: int) -> LimitsExceeded | None:

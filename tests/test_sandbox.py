@@ -1,0 +1,62 @@
+"""The parser processes: confined, without credentials, replaced when a file kills one."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+from shared.sandbox import parser_pool
+from shared.sandbox.confine import readable_roots
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_confined(code: str) -> subprocess.CompletedProcess:
+    """Run ``code`` in a fresh interpreter right after it confines itself as a parser process does."""
+    script = "from shared.sandbox.confine import confine\nassert confine() is None, confine()\n" + textwrap.dedent(code)
+    return subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60)
+
+
+def test_a_confined_parser_cannot_read_local_files_or_connect(azurite, tmp_path):
+    secret = tmp_path / "local.settings.json"
+    secret.write_text('{"Values": {"DATA_STORAGE": "AccountKey=secret"}}')
+    done = run_confined(f"""
+        import socket
+        for path in ["/etc/passwd", "/proc/self/environ", {str(secret)!r}, {str(ROOT / 'local.settings.sample.json')!r}]:
+            try:
+                open(path).read()
+            except PermissionError:
+                continue
+            raise SystemExit("read " + path)
+        try:
+            socket.create_connection(("127.0.0.1", {azurite.port}), timeout=5)
+        except PermissionError:
+            pass
+        else:
+            raise SystemExit("connected to storage")
+        import json, decimal, numcodecs.zstd  # code it has not imported yet still loads
+        print("confined")
+    """)
+    assert done.returncode == 0 and done.stdout.strip() == "confined", done.stderr
+
+
+def test_what_a_parser_may_read_holds_no_app_folder():
+    roots = readable_roots()
+    assert ROOT not in roots and Path("/proc") not in roots and Path("/etc") not in roots
+    assert all(ROOT not in root.parents or ".venv" in root.parts or root.name == "shared" for root in roots)
+
+
+def test_parser_processes_hold_no_credentials(settings, azurite):
+    pool = parser_pool(settings)
+    worker = pool._acquire()
+    try:
+        environment = Path(f"/proc/{worker.proc.pid}/environ").read_bytes()
+    finally:
+        pool._release(worker, reusable=True)
+    assert b"AccountKey" not in environment and b"DATA_STORAGE" not in environment
+    assert azurite.connection_string.encode() not in environment
+    with socket.socket() as s:  # the worker is alive and Azurite too: the check above was real
+        s.connect(("127.0.0.1", azurite.port))
