@@ -57,13 +57,13 @@ class Hdf5Layout:
     chunk_count: int  # chunk-grid cells of chunked variables, from their headers
     chunked_datasets: int
     warnings: list[str]
-    paths: dict[int, str]  # object address -> the path it is referenced under
+    paths: dict[tuple, str]  # object address -> the path it is referenced under
     bare: set[str]  # paths of objects without attributes (h5py's attribute iteration is slow)
 
 
 def inspect(f: h5py.File, *, file_size: int, max_chunks: int) -> Hdf5Layout:
     """Walk every group's object headers (no chunk index, no data) to vet the file and plan reads."""
-    paths: dict[int, str] = {}
+    paths: dict[tuple, str] = {}
     bare: set[str] = set()
     notes: list[str] = []
     groups: list[str] = []
@@ -91,7 +91,8 @@ def inspect(f: h5py.File, *, file_size: int, max_chunks: int) -> Hdf5Layout:
             counts["chunks"] += math.prod(math.ceil(s / c) for s, c in zip(obj.shape, obj.chunks) if c)
 
     def walk(node: _Node) -> None:
-        # Low-level h5py calls: a file may hold tens of thousands of objects.
+        # Low-level h5py calls: a file may hold tens of thousands of objects. Objects are told
+        # apart by H5Gget_objinfo's address; H5Oget_info would read every chunk index.
         groups.append(node.path)
         prefix = "" if node.path == "/" else node.path
         for key in node.group.keys():
@@ -112,29 +113,30 @@ def inspect(f: h5py.File, *, file_size: int, max_chunks: int) -> Hdf5Layout:
                 target = node.group.get(key, getlink=True).path
                 notes.append(f"{path}: link to {target!r}, which does not exist; left out.")
                 continue
-            info = h5py.h5o.get_info(oid)
-            if info.addr in paths:
+            info = h5py.h5g.get_objinfo(oid)
+            if info.objno in paths:
                 what = "soft link" if kind == h5py.h5l.TYPE_SOFT else "second name"
-                notes.append(f"{path}: {what} of {paths[info.addr]!r}, which is referenced under that name only.")
+                notes.append(f"{path}: {what} of {paths[info.objno]!r}, which is referenced under that name only.")
                 continue
-            paths[info.addr] = path
-            if not info.num_attrs:
+            paths[info.objno] = path
+            attributes = h5py.h5a.get_num_attrs(oid) > 0
+            if not attributes:
                 bare.add(path)
-            if info.type == h5py.h5o.TYPE_GROUP:
+            if info.type == h5py.h5g.GROUP:
                 group = h5py.Group(oid)
-                if info.num_attrs:
+                if attributes:
                     vet_attributes(group, f"group {path!r}")
                 node.children[key] = child = _Node(path, group)
                 walk(child)
-            elif info.type == h5py.h5o.TYPE_DATASET:
+            elif info.type == h5py.h5g.DATASET:
                 dataset = h5py.Dataset(oid)
-                vet_dataset(path.lstrip("/"), dataset, info.num_attrs > 0)
+                vet_dataset(path.lstrip("/"), dataset, attributes)
                 node.datasets[key] = dataset
             else:  # a named datatype: not data
                 notes.append(f"{path}: a named datatype, not a variable; left out.")
 
     root = _Node("/", f)
-    paths[h5py.h5o.get_info(f.id).addr] = "/"
+    paths[h5py.h5g.get_objinfo(f.id).objno] = "/"
     vet_attributes(f, "the root group")
     walk(root)
     if counts["chunks"] > max_chunks:
@@ -224,7 +226,7 @@ def build(layout: Hdf5Layout, url: str, *, file_size: int, max_chunks: int) -> B
     return Built(build_group(layout.root), unwritten)
 
 
-def _build_array(url: str, dataset, attrs: dict, path: str, group: str, paths: dict[int, str], budget: _Budget,
+def _build_array(url: str, dataset, attrs: dict, path: str, group: str, paths: dict[tuple, str], budget: _Budget,
                  file_size: int, unwritten: dict[str, tuple[int, ...]]) -> ManifestArray:
     """virtualizarr's ``_construct_manifest_array``, with sized reads, linear dimension names and
     a manifest for never-written variables that allocates nothing."""
@@ -323,7 +325,7 @@ def _chunk_manifest(url: str, dataset, chunks: tuple[int, ...], name: str, budge
     return ChunkManifest.from_arrays(paths=paths, offsets=offsets, lengths=lengths, validate_paths=False)
 
 
-def _dimension_names(dataset, path: str, group: str, paths: dict[int, str]) -> list[str]:
+def _dimension_names(dataset, path: str, group: str, paths: dict[tuple, str]) -> list[str]:
     """virtualizarr's ``_dataset_dims``, naming dimension scales by the address map of the walk
     (h5py's ``.name`` of a dereferenced scale searches the whole file)."""
     dims = []
@@ -332,7 +334,7 @@ def _dimension_names(dataset, path: str, group: str, paths: dict[int, str]) -> l
         count = len(scales)
         if count == 1:
             scale = scales[0]
-            dims.append(paths.get(h5py.h5o.get_info(scale.id).addr) or str(scale.name))
+            dims.append(paths.get(h5py.h5g.get_objinfo(scale.id).objno) or str(scale.name))
         elif h5py.h5ds.is_scale(dataset.id):
             dims.append(path)
         elif count > 1:

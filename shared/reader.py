@@ -133,9 +133,17 @@ class RangeReader(io.RawIOBase):
         return self._get(start, end)
 
     def prefetch_all(self) -> None:
-        """Fetch every byte not yet cached, in as few GETs as the cache holds."""
-        for gap_start, gap_end in self._gaps(0, self.size):
-            self._store(gap_start, self._get(gap_start, gap_end), keep=(gap_start, gap_end))
+        """Fetch every byte not yet cached in one GET (from the first missing byte to the last;
+        the few cached bytes between are cheaper to fetch again than a request per gap)."""
+        gaps = self._gaps(0, self.size)
+        if not gaps:
+            return
+        start, end = gaps[0][0], gaps[-1][1]
+        data = self._get(start, end)
+        for inside in [s for s in self._starts if start <= s < end]:  # replaced by the new span
+            self._starts.remove(inside)
+            self._cached_bytes -= len(self._segments.pop(inside))
+        self._store(start, data, keep=(start, end))
 
     def _fill(self, start: int, end: int, keep: tuple[int, int]) -> None:
         if self._rest_is_cheaper():

@@ -97,6 +97,11 @@ def _missing_refs_container(container: str) -> StorageMisconfigured:
     return StorageMisconfigured(f"There is no container {container!r} to write references into.")
 
 
+def _deleted_while_read(location: BlobLocation) -> SourceNotFound:
+    return SourceNotFound(f"{location} was deleted while it was being read; nothing was written.",
+                          hint="Upload the file again if it should have a reference.")
+
+
 def _not_found(location: BlobLocation) -> SourceNotFound:
     return SourceNotFound(f"There is no blob {location.path!r} in container {location.container!r}.")
 
@@ -268,12 +273,10 @@ class Storage:
                 try:
                     self.source_info(location)
                 except SourceNotFound:
-                    raise SourceNotFound(f"{location} was deleted while it was being read; nothing was written.",
-                                         hint="Upload the file again if it should have a reference.") from error
+                    raise _deleted_while_read(location) from error
                 raise SourceChanged(f"{location} was overwritten while it was being read; nothing was written.") from error
             except FileNotFoundError as error:
-                raise SourceNotFound(f"{location} was deleted while it was being read; nothing was written.",
-                                     hint="Upload the file again if it should have a reference.") from error
+                raise _deleted_while_read(location) from error
             except Exception as error:  # obstore raises GenericError for connection failures
                 raise self._failure(error, f"reading {location}", location.container) from error
 

@@ -18,7 +18,7 @@ import ujson
 from shared import __version__
 from shared.errors import Conflict
 from shared.paths import REFERENCE_SUFFIXES, BlobLocation, LocalLocation, Location, format_for_target
-from shared.storage import SourceInfo, Storage, WriteRaced
+from shared.storage import BlobHead, SourceInfo, Storage, WriteRaced
 
 log = logging.getLogger("ncrefs.writer")
 WRITE_ATTEMPTS = 3
@@ -68,11 +68,11 @@ def write_reference(storage: Storage, refs: dict, target: Location, fmt: str, pr
     format is removed, if this source owns it.
     """
     metadata = provenance.metadata()
+    data = ujson.dumps(refs, escape_forward_slashes=False).encode() if fmt == "json" else b""
     for _ in range(WRITE_ATTEMPTS):
         version = claim(storage, target, fmt, provenance.source)
         try:
             if fmt == "json":
-                data = ujson.dumps(refs, escape_forward_slashes=False).encode()
                 storage.put(target, data, content_type="application/json", metadata=metadata,
                             if_etag=version, if_absent=version is None)
                 written = len(data)
@@ -84,30 +84,32 @@ def write_reference(storage: Storage, refs: dict, target: Location, fmt: str, pr
     else:
         raise Conflict(f"{target} kept changing while it was written ({WRITE_ATTEMPTS} attempts); nothing was replaced.",
                        hint="Another writer is writing the same reference; try again when it is done.")
-    other = sibling(target, "parquet" if fmt == "json" else "json")
-    if owner_of(storage, other, "parquet" if fmt == "json" else "json") == provenance.source:
+    other_fmt = "parquet" if fmt == "json" else "json"
+    other = sibling(target, other_fmt)
+    head = _head(storage, other, other_fmt)
+    if head is not None and _owner(head) == provenance.source:
         _remove_reference(storage, other)
     return written
 
 
-def owner_of(storage: Storage, target: Location, fmt: str) -> str | None:
-    """The source a reference records as its own ("" for a blob without one); None when there is none."""
+def _head(storage: Storage, target: Location, fmt: str) -> BlobHead | None:
+    """The properties of the blob that says a reference exists (a Parquet reference's .zmetadata)."""
     if isinstance(target, LocalLocation):
-        return None
-    head = storage.head(target if fmt == "json" else child(target, ZMETADATA))
-    return None if head is None else unquote(head.metadata.get("ncrefs_source", ""))
+        return None  # local references carry no owner
+    return storage.head(target if fmt == "json" else child(target, ZMETADATA))
+
+
+def _owner(head: BlobHead) -> str:
+    return unquote(head.metadata.get("ncrefs_source", ""))
 
 
 def claim(storage: Storage, target: Location, fmt: str, source: str) -> str | None:
     """The ETag of ``target`` if ``source`` may replace it, None if it does not exist yet;
     :class:`Conflict` when it belongs to another source that still exists."""
-    if isinstance(target, LocalLocation):
-        return None
-    marker = target if fmt == "json" else child(target, ZMETADATA)
-    head = storage.head(marker)
+    head = _head(storage, target, fmt)
     if head is None:
         return None
-    owner = unquote(head.metadata.get("ncrefs_source", ""))
+    owner = _owner(head)
     if owner == source:
         return head.etag
     if not owner:

@@ -258,3 +258,13 @@ def many_groups(directory: Path, n: int = 10_000) -> Path:
         for i in range(n):
             f.create_group(f"g{i:05d}").create_dataset("v", data=np.array([i % 30_000, 1], dtype="i2"))
     return path
+
+
+def netcdf3_many_records(directory: Path, records: int = 3_000_000) -> Path:
+    """A genuine 12 MB NetCDF3 file of ``records`` one-value records: each record is a chunk,
+    so its reference needs far more memory than its size suggests."""
+    path = directory / f"many_records_{records}.nc"
+    with netCDF4.Dataset(path, "w", format="NETCDF3_CLASSIC") as nc:
+        nc.createDimension("time", None)
+        nc.createVariable("t", "f4", ("time",))[:] = np.arange(records, dtype="f4")
+    return path

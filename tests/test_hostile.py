@@ -8,7 +8,6 @@ that nothing was written and that the process running the tests is still here.
 from __future__ import annotations
 
 import json
-import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -67,7 +66,6 @@ def test_hostile_file_is_refused_quickly_and_nothing_is_written(maker, arguments
     result = json.loads(capsys.readouterr().out)
     assert (exit_code, result["error"]["code"]) == (ERROR_TABLE[code].exit_code, code)
     assert blob_names(service, settings.refs_container) == []
-    assert os.getpid()  # still the same test process: a crash took down only a parser process
 
 
 @pytest.mark.parametrize("compound", [False, True])
@@ -151,6 +149,19 @@ def test_a_parse_past_the_time_limit_is_stopped(tmp_path, settings, upload, call
     assert (status, body["error"]["code"]) == (422, "limits_exceeded")
     assert "PARSE_TIMEOUT_S=1" in body["error"]["message"]
     assert time.perf_counter() - started < 10
+
+
+def test_a_parse_past_the_memory_limit_ends_only_its_parser(tmp_path, settings, service, upload, call_http, monkeypatch):
+    monkeypatch.setenv("PARSE_MEMORY_MB", "512")
+    monkeypatch.setenv("MAX_CHUNKS", "10000000")
+    get_settings.cache_clear()
+    source = upload(hostile.netcdf3_many_records(tmp_path), "records.nc")
+    status, body, _ = call_http("generate_reference", {"netcdf_url": source})
+    assert (status, body["error"]["code"]) == (422, "limits_exceeded")
+    assert "PARSE_MEMORY_MB=512" in body["error"]["message"]
+    assert blob_names(service, settings.refs_container) == []
+    status, body, _ = call_http("generate_reference", {"netcdf_url": upload(samples.nc3_64bit(tmp_path), "next.nc")})
+    assert status == 200, "a fresh parser takes the next file"
 
 
 def test_a_file_past_the_chunk_limit_names_the_setting(tmp_path, settings, upload, call_http, monkeypatch):

@@ -292,6 +292,7 @@ def parser_pool(settings: Settings, size: int | None = None) -> ParserPool:
 
 
 @atexit.register
-def _close_pools() -> None:
+def close_pools() -> None:
+    """Stop every warm parser process (at exit; benchmarks call it to count the parsers' memory)."""
     for pool in list(_pools.values()):
         pool.close()

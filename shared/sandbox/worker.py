@@ -46,6 +46,11 @@ def main() -> None:
             raise ReadRefused(payload.decode())
         return payload
 
+    # Ready before it is needed: when memory runs out, even building this reply could fail.
+    out_of_memory = protocol.encode_json({"recycle": True, "error": {
+        "code": "limits_exceeded", "message": f"Parsing the file needed more than PARSE_MEMORY_MB={limits['memory_bytes'] >> 20} MB.",
+        "hint": "Raise PARSE_MEMORY_MB if the file is genuine; a damaged header can claim any size.", "variable": None}})
+
     while True:
         try:
             _, request = frames.read()
@@ -53,31 +58,29 @@ def main() -> None:
             _, head = frames.read()
         except EOFError:  # the parent is gone
             return
-        fmt = reader = None
-        recycle = False
+        fmt = reply = None
+        exhausted = False
         try:
             reader = RangeReader(fetch, job["size"], block_size=job["block_size"], name=job["name"])
             reader.seed(0, head)
             fmt = sniff(reader.read_at, job["size"], job["name"])
             result = virtualize(reader, fmt, job["url"], inline_threshold=job["inline_threshold"], max_chunks=job["max_chunks"])
-            reply = {"refs": result.refs, "warnings": result.warnings, "groups": result.groups, "plan": result.plan}
+            reply = protocol.encode_json({"refs": result.refs, "warnings": result.warnings, "groups": result.groups,
+                                          "plan": result.plan, "recycle": False})
         except ReadRefused:
-            reply = {"read_refused": True}
+            reply = protocol.encode_json({"read_refused": True, "recycle": False})
+        except MemoryError:
+            exhausted = True  # answered below, once this frame's references are gone
         except BaseException as error:  # noqa: BLE001 - whatever a file makes a parser raise is about the file
-            recycle = isinstance(error, MemoryError)
             if not isinstance(error, NcrefsError):
                 traceback.print_exc(file=sys.stderr)
                 error = classify_parse_error(error, fmt) if fmt is not None else _unreadable(error)
-            reply = {"error": {"code": error.code, "message": error.message, "hint": error.hint, "variable": error.variable}}
-        del reader
-        reply["recycle"] = recycle
-        try:
-            protocol.write_all(proto_out, protocol.encode_json(reply))
-        except MemoryError:  # the result itself does not fit: say so in a few bytes
-            protocol.write_all(proto_out, protocol.encode_json({"error": {"code": "limits_exceeded", "message": (
-                "The reference is too large to return within PARSE_MEMORY_MB."), "hint": None, "variable": None}, "recycle": True}))
-        if recycle:
-            return
+            reply = protocol.encode_json({"recycle": False, "error": {
+                "code": error.code, "message": error.message, "hint": error.hint, "variable": error.variable}})
+        reader = result = None
+        protocol.write_all(proto_out, out_of_memory if exhausted else reply)
+        if exhausted:
+            return  # a fresh process for the next file: this heap may stay fragmented
 
 
 def _unreadable(error: BaseException):
