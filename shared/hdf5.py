@@ -38,6 +38,8 @@ from shared.errors import CorruptFile, LimitsExceeded, NotVirtualizable
 MAX_ATTRIBUTE_BYTES = 64 << 20
 # Elements of a variable-length string or compound variable read to copy it into the reference.
 MAX_COPIED_ELEMENTS = 1_000_000
+# netCDF-C's NAME attribute on a dimension scale that only defines a dimension.
+NOT_A_VARIABLE = b"This is a netCDF dimension but not a netCDF variable"
 
 
 @dataclass
@@ -346,11 +348,18 @@ def _dimension_names(dataset, path: str, group: str, paths: dict[tuple, str]) ->
 
 
 def _dimension_only_scales(node: _Node, bare: set[str]) -> set[str]:
-    """netCDF-C's dimensions without a variable: scales that were never written (as virtualizarr drops them)."""
+    """netCDF-C's dimensions that are not variables: scales whose NAME says so, and (as virtualizarr
+    drops them) dimension scales that were never written. xarray shows neither as a variable."""
     dropped = set()
     prefix = "" if node.path == "/" else node.path
     for key, dataset in node.datasets.items():
-        if f"{prefix}/{key}" in bare or "_Netcdf4Dimid" not in dataset.attrs:
+        if f"{prefix}/{key}" in bare:
+            continue
+        name = dataset.attrs.get("NAME")
+        if isinstance(name, bytes) and name.startswith(NOT_A_VARIABLE):
+            dropped.add(key)
+            continue
+        if "_Netcdf4Dimid" not in dataset.attrs:
             continue
         if dataset.chunks is not None:
             empty = dataset.id.chunk_iter(lambda chunk: True) is None

@@ -268,3 +268,14 @@ def netcdf3_many_records(directory: Path, records: int = 3_000_000) -> Path:
         nc.createDimension("time", None)
         nc.createVariable("t", "f4", ("time",))[:] = np.arange(records, dtype="f4")
     return path
+
+
+def huge_dimension_only(directory: Path, length: int = 4_500_000_000) -> Path:
+    """NetCDF4 with a dimension of ``length`` and no variable on it: netCDF-C stores a dimension
+    scale of that shape, never written, whose NAME says it is not a variable; plus a small variable."""
+    path = directory / "huge_dimension_only.nc"
+    with netCDF4.Dataset(path, "w", format="NETCDF4") as nc:
+        nc.createDimension("lat", length)
+        nc.createDimension("x", 3)
+        nc.createVariable("values", "i4", ("x",))[:] = [0, 1, 2]
+    return path

@@ -20,7 +20,7 @@ from shared.errors import ERROR_TABLE
 from shared.events import reference_created_blob
 from shared.settings import get_settings
 from tests import hostile, samples
-from tests.conftest import blob_names
+from tests.conftest import assert_reads_like_original, blob_names
 
 # (maker, arguments beyond the directory, error code, words the message must contain)
 REFUSED = [
@@ -121,6 +121,15 @@ def test_links_are_reported_not_followed_and_the_rest_is_referenced(maker, words
         assert ds["values"].values.tolist() == list(range(len(ds["values"])))
     if maker == "hard_link_fanout":
         assert len(body["warnings"]) < 100, "each object is visited once, not once per path"
+
+
+def test_a_huge_dimension_without_a_variable_is_not_a_variable(tmp_path, settings, upload, call_http, open_reference):
+    path = hostile.huge_dimension_only(tmp_path)
+    status, body, _ = call_http("generate_reference", {"netcdf_url": upload(path, "dims.nc")})
+    assert status == 200, body
+    assert body["variables"] == ["values"]
+    with open_reference(body["output"]) as ds:
+        assert_reads_like_original(ds, path)
 
 
 @pytest.mark.parametrize(("maker", "count"), [("many_variables", 5000), ("many_groups", 10_000)])
