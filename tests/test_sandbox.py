@@ -60,3 +60,27 @@ def test_parser_processes_hold_no_credentials(settings, azurite):
     assert azurite.connection_string.encode() not in environment
     with socket.socket() as s:  # the worker is alive and Azurite too: the check above was real
         s.connect(("127.0.0.1", azurite.port))
+
+
+def test_a_missed_check_still_cannot_read_outside_the_blob(tmp_path):
+    """The second wall alone: HDF5 in a confined parser, asked for external raw storage, cannot open the file."""
+    from tests import hostile
+
+    secret = hostile.secret_file(tmp_path)
+    path = hostile.external_storage(tmp_path, secret)
+    done = run_confined(f"""
+        import io, h5py
+        data = io.BytesIO({path.read_bytes()!r})
+        with h5py.File(data, "r") as f:
+            try:
+                values = f["leak"][...]
+            except OSError as error:
+                print("refused:", error)
+            else:
+                print("read", bytes(values))
+    """)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("refused:") and hostile.SECRET[:8].decode() not in done.stdout
+    unconfined = subprocess.run([sys.executable, "-c", f"import h5py; print(bytes(h5py.File({str(path)!r})['leak'][...]))"],
+                                capture_output=True, text=True, timeout=60)
+    assert hostile.SECRET[:8].decode() in unconfined.stdout, "without the wall the same read leaks: the test is real"
