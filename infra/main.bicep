@@ -99,6 +99,9 @@ param maxReadMB int = 256
 @maxValue(64)
 param parseWorkers int = 4
 
+@description('Refuse a file with any variable Zarr cannot reference exactly, instead of leaving that variable out.')
+param strictReferences bool = false
+
 @description('Object id of the person or pipeline deploying (azd: AZURE_PRINCIPAL_ID). With grantDeployerDataAccess, it may upload to the source container and read references.')
 param deployerPrincipalId string = ''
 
@@ -254,6 +257,7 @@ module functionApp 'modules/function-app.bicep' = {
     maxChunks: maxChunks
     maxReadMB: maxReadMB
     parseWorkers: parseWorkers
+    strictReferences: strictReferences
     instanceMemoryMB: instanceMemoryMB
     maximumInstanceCount: maximumInstanceCount
   }

@@ -1,7 +1,7 @@
 """``ncrefs``: reference NetCDF files from the command line.
 
-    ncrefs virtualize SOURCE [--output TARGET] [--format json|parquet|auto] [--json]
-    ncrefs scan SOURCE [--json]
+    ncrefs virtualize SOURCE [--output TARGET] [--format json|parquet|auto] [--strict] [--json]
+    ncrefs scan SOURCE [--strict] [--json]
     ncrefs backfill [--container C] [--prefix P] [--workers N] [--force] [--retry-failed] [--json]
 
 Exit codes: 0 success; 2 a permanent error (bad input: fix it and run again);
@@ -36,10 +36,13 @@ def _parser() -> argparse.ArgumentParser:
     virtualize.add_argument("--output", "-o", dest="target", help="where to write the reference (default: the mapped refs location; beside a local file)")
     virtualize.add_argument("--format", choices=["json", "parquet", "auto"], help="reference format (default: REFERENCE_FORMAT, auto)")
     virtualize.add_argument("--json", action="store_true", help="print the result as JSON")
+    virtualize.add_argument("--strict", action="store_true",
+                            help="refuse a file with a variable Zarr cannot reference, instead of leaving it out")
 
     scan = commands.add_parser("scan", help="report a file's chunking without writing anything")
     scan.add_argument("source")
     scan.add_argument("--json", action="store_true", help="print the result as JSON")
+    scan.add_argument("--strict", action="store_true", help="as for virtualize")
 
     fill = commands.add_parser("backfill", help="reference every NetCDF blob under a prefix that needs it")
     fill.add_argument("--container", help="source container (default: SOURCE_CONTAINER, raw-netcdf)")
@@ -49,6 +52,7 @@ def _parser() -> argparse.ArgumentParser:
     fill.add_argument("--retry-failed", action="store_true",
                       help="try again files whose error record says they failed at their current version")
     fill.add_argument("--json", action="store_true", help="print the summary as JSON")
+    fill.add_argument("--strict", action="store_true", help="as for virtualize")
     return parser
 
 
@@ -57,6 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     load_local_settings()
     settings = Settings()
+    if args.strict:
+        settings = settings.model_copy(update={"strict": True})
     if args.command == "backfill":
         try:
             summary = backfill(settings, connection_string=args.connection_string, container=args.container,
@@ -109,6 +115,7 @@ def _describe(result: ReferenceResult) -> str:
         for v in result.scan.variables:
             lines.append(f"  {v.name}: {v.dtype} {tuple(v.shape)} chunks {tuple(v.chunks)} {'+'.join(v.codecs) or 'raw'}, "
                          f"{v.chunk_count} chunks ~{v.mean_chunk_bytes:,} B")
+    lines += [f"  left out: {name}: {why}" for name, why in result.skipped_variables.items()]
     lines += [f"  warning: {w}" for w in result.warnings]
     return "\n".join(lines)
 

@@ -20,6 +20,7 @@ variables). So ncrefs walks the file itself and builds each array from virtualiz
 from __future__ import annotations
 
 import math
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,8 +39,13 @@ from shared.errors import CorruptFile, LimitsExceeded, NotVirtualizable
 MAX_ATTRIBUTE_BYTES = 64 << 20
 # Elements of a variable-length string or compound variable read to copy it into the reference.
 MAX_COPIED_ELEMENTS = 1_000_000
+NON_COORDINATE_PREFIX = "_nc4_non_coord_"
 # netCDF-C's NAME attribute on a dimension scale that only defines a dimension.
 NOT_A_VARIABLE = b"This is a netCDF dimension but not a netCDF variable"
+# Attributes that are HDF5 or netCDF-C bookkeeping, which netCDF readers do not show (exact names:
+# an older file's _NCPROPERTIES is an ordinary attribute to netCDF-C, and shown).
+HIDDEN_ATTRIBUTES = {"REFERENCE_LIST", "CLASS", "DIMENSION_LIST", "NAME", "_Netcdf4Dimid", "_Netcdf4Coordinates",
+                     "_nc3_strict", "_NCProperties", "_IsNetcdf4", "_SuperblockVersion"}
 
 
 @dataclass
@@ -61,11 +67,18 @@ class Hdf5Layout:
     warnings: list[str]
     paths: dict[tuple, str]  # object address -> the path it is referenced under
     bare: set[str]  # paths of objects without attributes (h5py's attribute iteration is slow)
+    skipped: dict[str, str]  # variables left out -> why
+    strict: bool
 
 
-def inspect(f: h5py.File, *, file_size: int, max_chunks: int) -> Hdf5Layout:
-    """Walk every group's object headers (no chunk index, no data) to vet the file and plan reads."""
+def inspect(f: h5py.File, *, file_size: int, max_chunks: int, strict: bool = False) -> Hdf5Layout:
+    """Walk every group's object headers (no chunk index, no data) to vet the file and plan reads.
+
+    A variable Zarr cannot reference exactly is left out, with its reason (``skipped``);
+    ``strict`` refuses the file instead.
+    """
     paths: dict[tuple, str] = {}
+    skipped: dict[str, str] = {}
     bare: set[str] = set()
     notes: list[str] = []
     groups: list[str] = []
@@ -82,8 +95,16 @@ def inspect(f: h5py.File, *, file_size: int, max_chunks: int) -> Hdf5Layout:
                 raise LimitsExceeded(f"The file's attributes hold more than {MAX_ATTRIBUTE_BYTES >> 20} MB; "
                                      "ncrefs copies attributes into the reference and stops there.")
 
-    def vet_dataset(name: str, obj, has_attributes: bool) -> None:
-        vet_layout(name, obj)
+    def vet_dataset(name: str, obj, has_attributes: bool) -> bool:
+        """Whether the variable is referenced (else it is left out, with the reason recorded)."""
+        refuse_outside_data(name, obj)
+        reason = unsupported(obj)
+        if reason is not None:
+            if strict:
+                raise NotVirtualizable(f"Variable {name!r} {reason}.", variable=name,
+                                       hint="Convert or drop that variable, or reference the file without strict mode.")
+            skipped[name] = reason
+            return False
         if has_attributes:
             vet_attributes(obj, f"variable {name!r}")
             if obj.attrs.get("CLASS") == b"DIMENSION_SCALE":
@@ -91,6 +112,7 @@ def inspect(f: h5py.File, *, file_size: int, max_chunks: int) -> Hdf5Layout:
         if obj.chunks is not None:
             counts["chunked"] += 1
             counts["chunks"] += math.prod(math.ceil(s / c) for s, c in zip(obj.shape, obj.chunks) if c)
+        return True
 
     def walk(node: _Node) -> None:
         # Low-level h5py calls: a file may hold tens of thousands of objects. Objects are told
@@ -132,8 +154,8 @@ def inspect(f: h5py.File, *, file_size: int, max_chunks: int) -> Hdf5Layout:
                 walk(child)
             elif info.type == h5py.h5g.DATASET:
                 dataset = h5py.Dataset(oid)
-                vet_dataset(path.lstrip("/"), dataset, attributes)
-                node.datasets[key] = dataset
+                if vet_dataset(path.lstrip("/"), dataset, attributes):
+                    node.datasets[key] = dataset
             else:  # a named datatype: not data
                 notes.append(f"{path}: a named datatype, not a variable; left out.")
 
@@ -147,11 +169,11 @@ def inspect(f: h5py.File, *, file_size: int, max_chunks: int) -> Hdf5Layout:
     netcdf = "_NCProperties" in f.attrs or counts["scales"] > 0
     if not netcdf:
         notes.insert(0, "The file is HDF5 without NetCDF4 dimensions: dimensions are named phony_dim_N.")
-    return Hdf5Layout(root, groups, counts["chunks"], counts["chunked"], notes, paths, bare)
+    return Hdf5Layout(root, groups, counts["chunks"], counts["chunked"], notes, paths, bare, skipped, strict)
 
 
-def vet_layout(name: str, dataset) -> None:
-    """Refuse a variable whose bytes are not all in this file, or that Zarr cannot reference."""
+def refuse_outside_data(name: str, dataset) -> None:
+    """Refuse the file when a variable's bytes are not all in it: nothing outside the blob is read."""
     dcpl = dataset.id.get_create_plist()
     if dcpl.get_external_count() > 0:
         files = ", ".join(repr(dcpl.get_external(i)[0].decode(errors="replace")) for i in range(dcpl.get_external_count()))
@@ -168,17 +190,35 @@ def vet_layout(name: str, dataset) -> None:
             hint="Materialize the virtual dataset (e.g. h5repack -l CONTI), then upload the file again.",
             variable=name,
         )
+
+
+def unsupported(dataset) -> str | None:
+    """Why Zarr cannot reference this variable exactly, or None."""
     dtype = dataset.dtype
     if dtype.kind == "O" and h5py.check_vlen_dtype(dtype) not in (str, bytes):
         what = "object references" if h5py.check_ref_dtype(dtype) else "variable-length arrays"
-        raise NotVirtualizable(f"Variable {name!r} holds {what} ({dtype}), which Zarr cannot reference.", variable=name)
+        return f"holds {what} ({dtype}), which Zarr cannot reference"
+    if dtype.names is not None and _has_padding(dtype):
+        return "holds compound records with padding between fields, which a Zarr record type cannot describe"
     try:
         codecs_from_dataset(dataset)
-    except Exception as error:  # an HDF5 filter with no numcodecs equivalent
+    except Exception as error:  # noqa: BLE001 - an HDF5 filter with no numcodecs equivalent
         filters = ", ".join(f"{k}{v if v else ''}" for k, v in dataset._filters.items()) or "unknown"
-        raise NotVirtualizable(
-            f"Variable {name!r} uses the HDF5 filter(s) {filters}, which no Zarr codec reads ({error}).", variable=name
-        ) from error
+        return f"uses the HDF5 filter(s) {filters}, which no Zarr codec reads ({error})"
+    return None
+
+
+def _has_padding(dtype: np.dtype) -> bool:
+    """Whether a record type's fields leave gaps (Zarr's record dtypes are packed)."""
+    if dtype.names is None:
+        return dtype.subdtype is not None and _has_padding(dtype.subdtype[0])
+    packed = 0
+    for name in dtype.names:
+        field_dtype, offset = dtype.fields[name][:2]
+        if offset != packed or _has_padding(field_dtype):
+            return True
+        packed += field_dtype.itemsize
+    return packed != dtype.itemsize
 
 
 # -- building the virtual groups ----------------------------------------------------------------
@@ -202,38 +242,59 @@ class Built:
     group: ManifestGroup
     # Variables that were never written, with the chunk shape their .zarray must show.
     unwritten_chunks: dict[str, tuple[int, ...]]
+    # Attributes that a Zarr attribute cannot hold: {"<variable or group path>": {"<attribute>": why}}.
+    skipped_attributes: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
 def build(layout: Hdf5Layout, url: str, *, file_size: int, max_chunks: int) -> Built:
     """The file's groups as virtualizarr ManifestGroups (this reads the chunk indexes)."""
     budget = _Budget(max_chunks, max_chunks)
     unwritten: dict[str, tuple[int, ...]] = {}
+    skipped_attributes: dict[str, dict[str, str]] = {}
 
     def attributes(obj, path: str) -> dict:
-        return {} if path in layout.bare else vz_hdf._extract_attrs(obj)
+        if path in layout.bare:
+            return {}
+        values, skipped = _attributes(obj)
+        if skipped:  # keyed as variables are named ("group/var"); the root group is "/"
+            skipped_attributes[path.lstrip("/") or "/"] = skipped
+        return values
+
+    phony = _PhonyDimensions(layout.root)
 
     def build_group(node: _Node) -> ManifestGroup:
         prefix = "" if node.path == "/" else node.path
         skip = _dimension_only_scales(node, layout.bare)
+        phony_names = phony.by_group[node.path]
         arrays = {}
         for key, dataset in node.datasets.items():
             if key in skip:
                 continue
             path = f"{prefix}/{key}"
-            arrays[key] = _build_array(url, dataset, attributes(dataset, path), path, node.path, layout.paths, budget,
-                                       file_size, unwritten)
+            dims = _dimension_names(dataset, path, node.path, layout.paths, phony_names.get(key))
+            # netCDF-C stores a variable named like a dimension it is not the coordinate of under this
+            # prefix (beside a dimension-only scale of that name) and shows it under its own name.
+            name = key.removeprefix(NON_COORDINATE_PREFIX) or key
+            try:
+                arrays[name] = _build_array(url, dataset, attributes(dataset, path), dims, f"{prefix}/{name}", budget,
+                                            file_size, unwritten)
+            except (NotVirtualizable, ValueError, TypeError, NotImplementedError) as error:
+                # A type the Zarr side cannot express (virtualizarr or zarr refused it): leave it out, say why.
+                reason = error.message if isinstance(error, NotVirtualizable) else f"cannot be represented in Zarr ({error})"
+                if layout.strict:
+                    raise NotVirtualizable(f"Variable {path.lstrip('/')!r}: {reason}", variable=path.lstrip("/")) from error
+                layout.skipped[path.lstrip("/")] = reason
         groups = {key: build_group(child) for key, child in node.children.items()}
         return ManifestGroup(arrays=arrays, groups=groups, attributes=attributes(node.group, node.path))
 
-    return Built(build_group(layout.root), unwritten)
+    return Built(build_group(layout.root), unwritten, skipped_attributes)
 
 
-def _build_array(url: str, dataset, attrs: dict, path: str, group: str, paths: dict[tuple, str], budget: _Budget,
+def _build_array(url: str, dataset, attrs: dict, dims: list[str], path: str, budget: _Budget,
                  file_size: int, unwritten: dict[str, tuple[int, ...]]) -> ManifestArray:
-    """virtualizarr's ``_construct_manifest_array``, with sized reads, linear dimension names and
-    a manifest for never-written variables that allocates nothing."""
+    """virtualizarr's ``_construct_manifest_array``, with sized reads and a manifest for
+    never-written variables that allocates nothing."""
     dtype = dataset.dtype
-    dims = _dimension_names(dataset, path, group, paths)
     vlen_string = h5py.check_vlen_dtype(dtype) in (str, bytes)
     compound = None
     if vlen_string or (dtype.names is not None and any(dtype[n].kind == "O" for n in dtype.names)):
@@ -327,9 +388,62 @@ def _chunk_manifest(url: str, dataset, chunks: tuple[int, ...], name: str, budge
     return ChunkManifest.from_arrays(paths=paths, offsets=offsets, lengths=lengths, validate_paths=False)
 
 
-def _dimension_names(dataset, path: str, group: str, paths: dict[tuple, str]) -> list[str]:
+def _attributes(obj) -> tuple[dict[str, Any], dict[str, str]]:
+    """An object's attributes as netCDF4-python shows them, JSON-ready; and those a Zarr
+    attribute cannot hold (compound, complex, references), with why. Never fails the file."""
+    values: dict[str, Any] = {}
+    skipped: dict[str, str] = {}
+    for name in obj.attrs:
+        if name in HIDDEN_ATTRIBUTES:
+            continue
+        try:
+            value = obj.attrs[name]
+        except Exception as error:  # noqa: BLE001 - an attribute h5py cannot read: say so, keep the rest
+            skipped[name] = f"unreadable ({type(error).__name__}: {str(error)[:120]})"
+            continue
+        try:
+            values[name] = _json_value(value)
+        except _Unrepresentable as why:
+            skipped[name] = str(why)
+    return values, skipped
+
+
+class _Unrepresentable(Exception):
+    pass
+
+
+def _json_value(value) -> Any:
+    """netCDF4-python's view of an attribute value, in JSON types (text decoded as it decodes it)."""
+    if isinstance(value, h5py.Empty):
+        return ""
+    if isinstance(value, (bytes, np.bytes_)):
+        return bytes(value).decode("utf-8", errors="replace")
+    if isinstance(value, str):
+        return value
+    array = np.asarray(value)
+    if array.dtype.names is not None:
+        raise _Unrepresentable("compound values cannot be stored in a Zarr attribute")
+    if array.dtype.kind == "c":
+        raise _Unrepresentable("complex values cannot be stored in a Zarr attribute")
+    if array.dtype.kind == "S":
+        decoded = [bytes(v).decode("utf-8", errors="replace") for v in array.ravel()]
+        return decoded[0] if array.size == 1 else decoded
+    if array.dtype.kind == "O":
+        if any(isinstance(v, h5py.Reference) for v in array.ravel()):
+            raise _Unrepresentable("object references cannot be stored in a Zarr attribute")
+        decoded = [v.decode("utf-8", errors="replace") if isinstance(v, bytes) else v for v in array.ravel()]
+        if not all(isinstance(v, (str, int, float)) for v in decoded):
+            raise _Unrepresentable(f"values of type {type(decoded[0]).__name__} cannot be stored in a Zarr attribute")
+        return decoded[0] if array.size == 1 else decoded
+    if array.dtype.kind not in "biuf":
+        raise _Unrepresentable(f"values of dtype {array.dtype} cannot be stored in a Zarr attribute")
+    return array.ravel()[0].item() if array.size == 1 else array.ravel().tolist()
+
+
+def _dimension_names(dataset, path: str, group: str, paths: dict[tuple, str], phony: list[str] | None) -> list[str]:
     """virtualizarr's ``_dataset_dims``, naming dimension scales by the address map of the walk
-    (h5py's ``.name`` of a dereferenced scale searches the whole file)."""
+    (h5py's ``.name`` of a dereferenced scale searches the whole file) and axes without a scale
+    as netCDF-C does (``phony``, from :class:`_PhonyDimensions`)."""
     dims = []
     for axis in range(len(dataset.shape)):
         scales = dataset.dims[axis]
@@ -341,15 +455,57 @@ def _dimension_names(dataset, path: str, group: str, paths: dict[tuple, str]) ->
             dims.append(path)
         elif count > 1:
             raise CorruptFile(f"{path} has {count} dimension scales attached to dimension #{axis}; require exactly 1")
-        else:  # no dimension scale: netCDF-C's phony dimensions
-            dims.append(f"phony_dim_{axis}")
+        else:
+            dims.append(phony[axis] if phony else f"phony_dim_{axis}")
     prefix = "" if group == "/" else group
     return [d.removeprefix(prefix).removeprefix("/") for d in dims]
 
 
+class _PhonyDimensions:
+    """netCDF-C's names for axes without a dimension scale, as xarray shows them (h5netcdf's
+    ``phony_dims="sort"`` mimics netCDF-C). As netCDF-C reads a group, it reads its subgroups
+    first (in name order), then names its own: for each size, as many dimensions as one of its
+    variables needs, the group's dimension scales of that size first, then ``phony_dim_N``
+    numbered across the file. Axes of one size take them in order, so a (3, 7) and a (7, 7)
+    variable share the first size-7 dimension."""
+
+    def __init__(self, root: _Node):
+        self.count = 0
+        self.by_group: dict[str, dict[str, list[str]]] = {}
+        self._visit(root)
+
+    def _visit(self, node: _Node) -> None:
+        for child in node.children.values():
+            self._visit(child)
+        self.by_group[node.path] = self._names(node)
+
+    def _names(self, node: _Node) -> dict[str, list[str]]:
+        scales, unlabeled, wanted = [], {}, Counter()
+        for key, dataset in node.datasets.items():
+            if h5py.h5ds.is_scale(dataset.id):
+                scales.append((key, dataset.shape[0] if dataset.shape else 0))
+            elif dataset.shape and all(len(dataset.dims[axis]) == 0 for axis in range(len(dataset.shape))):
+                unlabeled[key] = dataset.shape
+                wanted |= Counter(dataset.shape)
+        dimensions = list(scales)
+        have = Counter(size for _, size in scales)
+        for size, count in wanted.items():
+            for _ in range(have[size], count):
+                dimensions.append((f"phony_dim_{self.count}", size))
+                self.count += 1
+        names = {}
+        for key, shape in unlabeled.items():
+            used: Counter = Counter()
+            names[key] = []
+            for size in shape:
+                names[key].append([name for name, length in dimensions if length == size][used[size]])
+                used[size] += 1
+        return names
+
+
 def _dimension_only_scales(node: _Node, bare: set[str]) -> set[str]:
-    """netCDF-C's dimensions that are not variables: scales whose NAME says so, and (as virtualizarr
-    drops them) dimension scales that were never written. xarray shows neither as a variable."""
+    """netCDF-C's dimensions that are not variables: scales whose NAME says so. (virtualizarr also
+    drops scales that were never written, but those are coordinates that read as fill in netCDF.)"""
     dropped = set()
     prefix = "" if node.path == "/" else node.path
     for key, dataset in node.datasets.items():
@@ -357,14 +513,5 @@ def _dimension_only_scales(node: _Node, bare: set[str]) -> set[str]:
             continue
         name = dataset.attrs.get("NAME")
         if isinstance(name, bytes) and name.startswith(NOT_A_VARIABLE):
-            dropped.add(key)
-            continue
-        if "_Netcdf4Dimid" not in dataset.attrs:
-            continue
-        if dataset.chunks is not None:
-            empty = dataset.id.chunk_iter(lambda chunk: True) is None
-        else:
-            empty = dataset.id.get_storage_size() == 0
-        if empty:
             dropped.add(key)
     return dropped

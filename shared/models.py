@@ -52,6 +52,7 @@ class VariableReport(BaseModel):
 class ScanReport(BaseModel):
     variables: list[VariableReport]
     warnings: list[str]
+    skipped_variables: dict[str, str] = Field(default_factory=dict, description="Variables left out of the reference, and why.")
 
 
 class ErrorInfo(BaseModel):
@@ -72,6 +73,7 @@ class ReferenceResult(BaseModel):
     variables: list[str] = Field(default_factory=list)
     attributes: dict[str, Any] = Field(default_factory=dict)
     groups: list[str] = Field(default_factory=list)
+    skipped_variables: dict[str, str] = Field(default_factory=dict)
     warnings: list[str] = Field(default_factory=list)
     chunk_count: int = 0
     bytes_read: int = 0

@@ -82,6 +82,7 @@ def generate_reference(
     finally:
         reader.close()
     report = scan_refs(virtual.refs)
+    report.skipped_variables = virtual.skipped_variables
     chunk_count = sum(v.chunk_count for v in report.variables)
     fmt = _choose_format(request, target, chunk_count, settings)
     if target is None:
@@ -99,6 +100,7 @@ def generate_reference(
         bytes_read=reader.stats.bytes_read,
         requests=reader.stats.requests,
         read_plan=virtual.plan,
+        skipped_variables=virtual.skipped_variables,
         source_etag=info.etag,
         source_size=info.size,
         scan=report,
@@ -119,7 +121,7 @@ def parse(reader: RangeReader, url: str, name: str, settings: Settings) -> Parse
     """The file's reference, parsed in a confined parser process under the configured limits."""
     head = reader.read_at(0, min(FIRST_READ, reader.size))  # already fetched by the first GET
     options = {"block_size": settings.read_block_size, "inline_threshold": settings.inline_threshold,
-               "max_chunks": settings.max_chunks}
+               "max_chunks": settings.max_chunks, "strict": settings.strict}
     return parser_pool(settings).parse(reader, head, url=url, name=name, options=options)
 
 

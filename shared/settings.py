@@ -55,6 +55,8 @@ class Settings(BaseSettings):
     max_chunks: int = Field(default=2_000_000, ge=1, validation_alias="MAX_CHUNKS")
     # Bytes of the source one reference may read in all.
     max_read_mb: int = Field(default=256, ge=1, validation_alias="MAX_READ_MB")
+    # Refuse a file with any variable Zarr cannot reference exactly, instead of leaving it out (and saying so).
+    strict: bool = Field(default=False, validation_alias="STRICT_REFERENCES")
     # Parser processes kept warm; more files at once wait for one.
     parse_workers: int = Field(default=4, ge=1, le=64, validation_alias="PARSE_WORKERS")
 

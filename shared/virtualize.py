@@ -43,6 +43,9 @@ COORDINATE_INLINE_BYTES = 64 << 10
 COALESCE_GAP = 256 << 10
 # At most this many bytes of materialized fill chunks go into one reference.
 MAX_FILL_BYTES = 8 << 20
+# Root attributes listing what the reference leaves out: {"<variable>": why}, {"<path>": {"<attribute>": why}}.
+SKIPPED_VARIABLES = "ncrefs_skipped_variables"
+SKIPPED_ATTRIBUTES = "ncrefs_skipped_attributes"
 
 
 @dataclass
@@ -51,10 +54,16 @@ class Virtualized:
     warnings: list[str] = field(default_factory=list)
     groups: list[str] = field(default_factory=lambda: ["/"])
     plan: str = "ranged"
+    skipped_variables: dict[str, str] = field(default_factory=dict)  # left out -> why
 
 
-def virtualize(reader: RangeReader, fmt: FileFormat, url: str, *, inline_threshold: int, max_chunks: int) -> Virtualized:
-    """Parse the file behind ``reader`` and return its kerchunk reference (chunk URLs = ``url``)."""
+def virtualize(reader: RangeReader, fmt: FileFormat, url: str, *, inline_threshold: int, max_chunks: int,
+               strict: bool = False) -> Virtualized:
+    """Parse the file behind ``reader`` and return its kerchunk reference (chunk URLs = ``url``).
+
+    A variable Zarr cannot reference exactly is left out and named, with why, in the result,
+    its warnings and the reference's own attributes; ``strict`` refuses the file instead.
+    """
     result = Virtualized(refs={})
     # Parsing runs one file at a time per process, so catching warnings here cannot mix
     # two invocations' warnings (warnings.catch_warnings is process-wide, not thread-safe).
@@ -62,9 +71,9 @@ def virtualize(reader: RangeReader, fmt: FileFormat, url: str, *, inline_thresho
         warnings.simplefilter("always")
         try:
             if fmt is FileFormat.HDF5:
-                root, unwritten = _hdf5_group(reader, url, max_chunks, result)
+                root, unwritten, left_out = _hdf5_group(reader, url, max_chunks, strict, result)
             else:
-                root, unwritten = _netcdf3_group(reader, url, max_chunks), {}
+                root, unwritten, left_out = _netcdf3_group(reader, url, max_chunks), {}, {}
             # One virtual dataset per group, unaligned (a DataTree would force child groups'
             # dimensions to agree with their parents', which NetCDF does not require).
             datasets = root.to_virtual_datasets()
@@ -80,6 +89,7 @@ def virtualize(reader: RangeReader, fmt: FileFormat, url: str, *, inline_thresho
         refs.update({(f"{path}/{key}" if path else key): value for key, value in group.items()})
     _fix_scalar_keys(refs)
     _restore_chunk_shapes(refs, unwritten)
+    result.warnings += _record_left_out(refs, result.skipped_variables, left_out)
     _check_ranges(refs, reader.size)
     result.warnings += _fix_fill_values(refs)
     _inline_small_chunks(refs, reader, inline_threshold)
@@ -87,24 +97,25 @@ def virtualize(reader: RangeReader, fmt: FileFormat, url: str, *, inline_thresho
     return result
 
 
-def _hdf5_group(reader: RangeReader, url: str, max_chunks: int, result: Virtualized):
+def _hdf5_group(reader: RangeReader, url: str, max_chunks: int, strict: bool, result: Virtualized):
     import h5py
 
     # No HDF5 file locking (the reader is a stream, not a path) and no other file opened by name.
     with h5py.File(reader, mode="r", locking=False) as f:
-        layout = hdf5.inspect(f, file_size=reader.size, max_chunks=max_chunks)
+        layout = hdf5.inspect(f, file_size=reader.size, max_chunks=max_chunks, strict=strict)
+        result.skipped_variables = layout.skipped
         result.groups = layout.groups
         result.warnings += layout.warnings
         result.plan = _plan_reads(reader, layout)
         built = hdf5.build(layout, url, file_size=reader.size, max_chunks=max_chunks)
-    return built.group, built.unwritten_chunks
+    return built.group, built.unwritten_chunks, built.skipped_attributes
 
 
 def _netcdf3_group(reader: RangeReader, url: str, max_chunks: int) -> ManifestGroup:
     """virtualizarr's NetCDF3 parser over our reader, with the header checked before any
     per-record array is allocated (a 308-byte header can claim two billion records)."""
     reader.seek(0)
-    header = vz_netcdf3._parse_header(reader)
+    header = _without_nul_padding(vz_netcdf3._parse_header(reader))
     if header.numrecs == vz_netcdf3._STREAMING:
         header.numrecs = vz_netcdf3._resolve_streaming_numrecs(header, reader.size)
     records = [v for v in header.variables if v.is_record]
@@ -124,6 +135,24 @@ def _netcdf3_group(reader: RangeReader, url: str, max_chunks: int) -> ManifestGr
                              hint="Raise MAX_CHUNKS (and PARSE_MEMORY_MB) if the file is genuine.")
     arrays = {var.name: vz_netcdf3._build_manifest_array(var, header, url) for var in header.variables}
     return ManifestGroup(arrays=arrays, attributes=header.attributes)
+
+
+def _without_nul_padding(header):
+    """Names as netCDF-C reads them: up to the first NUL (some writers pad names with NULs
+    inside their declared length, e.g. ``yy\x00``)."""
+    def clean(name: str) -> str:
+        return name.split("\x00", 1)[0]
+
+    def clean_attributes(attributes: dict) -> dict:
+        return {clean(k): v for k, v in attributes.items()}
+
+    header.dimensions = {clean(k): v for k, v in header.dimensions.items()}
+    header.attributes = clean_attributes(header.attributes)
+    for var in header.variables:
+        var.name = clean(var.name)
+        var.dimensions = tuple(clean(d) for d in var.dimensions)
+        var.attributes = clean_attributes(var.attributes)
+    return header
 
 
 def _plan_reads(reader: RangeReader, layout: hdf5.Hdf5Layout) -> str:
@@ -167,6 +196,21 @@ def _fix_scalar_keys(refs: dict[str, Any]) -> None:
     """virtualizarr 2.8 keys a scalar's only chunk ``var/``; Zarr V2 readers look for ``var/0``."""
     for key in [k for k in refs if k.endswith("/") and not k.endswith("//")]:
         refs[key + "0"] = refs.pop(key)
+
+
+def _record_left_out(refs: dict[str, Any], variables: dict[str, str], attributes: dict[str, dict[str, str]]) -> list[str]:
+    """Say in the reference itself what it does not hold, and why (``ncrefs_skipped_variables``,
+    ``ncrefs_skipped_attributes`` in the root group's attributes), and return the same as warnings."""
+    if not variables and not attributes:
+        return []
+    root = json.loads(refs.get(".zattrs", "{}"))
+    if variables:
+        root[SKIPPED_VARIABLES] = variables
+    if attributes:
+        root[SKIPPED_ATTRIBUTES] = attributes
+    refs[".zattrs"] = json.dumps(root, separators=(",", ":"))
+    return ([f"variable {name!r} left out: it {why}." for name, why in variables.items()]
+            + [f"{path}: attribute {name!r} left out: {why}." for path, names in attributes.items() for name, why in names.items()])
 
 
 def _restore_chunk_shapes(refs: dict[str, Any], unwritten: dict[str, tuple[int, ...]]) -> None:

@@ -17,8 +17,6 @@ BROKEN_FILES = [
     ("random_bytes", "not_netcdf", "not a NetCDF or HDF5 file"),
     ("truncated_nc4", "corrupt_file", "truncated"),
     ("truncated_nc3", "corrupt_file", "truncated"),
-    ("hdf5_object_references", "not_virtualizable", "'pointers'"),
-    ("unsupported_codec", "not_virtualizable", "scaleoffset"),
 ]
 
 
@@ -39,6 +37,28 @@ def test_broken_file_is_refused_and_nothing_written(maker, code, words, tmp_path
     assert words in result["error"]["message"]
     assert result["error"]["hint"] and result["error"]["retryable"] is False
     assert blob_names(service, settings.refs_container) == []
+
+
+@pytest.mark.parametrize(("maker", "variable", "words"), [
+    ("hdf5_object_references", "pointers", "object references"),
+    ("unsupported_codec", "lossy", "scaleoffset"),
+])
+def test_an_unsupported_variable_is_left_out_and_named_or_refused_when_strict(maker, variable, words, tmp_path, settings,
+                                                                              service, upload, capsys):
+    source = upload(getattr(samples, maker)(tmp_path), f"partial/{maker}.h5")
+    exit_code, result = run_cli(capsys, "virtualize", source)
+    assert (exit_code, result["status"]) == (0, "success")
+    assert words in result["skipped_variables"][variable]
+    assert any(variable in w and "left out" in w for w in result["warnings"])
+    assert variable not in result["variables"]
+    refs = json.loads(service.get_blob_client(settings.refs_container, f"partial/{maker}.json").download_blob().readall())
+    assert words in json.loads(refs["refs"][".zattrs"])["ncrefs_skipped_variables"][variable]
+
+    exit_code, result = run_cli(capsys, "virtualize", source, "--strict", "--output", f"{settings.refs_container}/s.json")
+    assert (exit_code, result["error"]["code"]) == (2, "not_virtualizable")
+    assert variable in result["error"]["message"] and words in result["error"]["message"]
+    assert "partial/" + maker + ".json" in blob_names(service, settings.refs_container)
+    assert "s.json" not in blob_names(service, settings.refs_container)
 
 
 def test_missing_blob_is_not_found(settings, service, capsys):

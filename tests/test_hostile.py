@@ -32,7 +32,6 @@ REFUSED = [
     ("netcdf3_huge_numrecs", {}, "corrupt_file", "2,147,483,646 records"),
     ("cdf5_huge_numrecs", {}, "corrupt_file", "1,099,511,627,776 records"),
     ("netcdf3_huge_attribute", {}, "corrupt_file", "truncated"),
-    ("hdf5_huge_attribute", {}, "corrupt_file", "memory allocation failed"),
     ("hdf5_huge_chunk_grid", {"side": 10_000}, "not_virtualizable", "100,000,000 chunks that were never written"),
     ("hdf5_huge_chunk_grid", {"side": 10**6}, "not_virtualizable", "1,000,000,000,000 chunks"),
     ("fill_materialization", {}, "not_virtualizable", "4,000,000 chunks that were never written"),
@@ -66,6 +65,16 @@ def test_hostile_file_is_refused_quickly_and_nothing_is_written(maker, arguments
     result = json.loads(capsys.readouterr().out)
     assert (exit_code, result["error"]["code"]) == (ERROR_TABLE[code].exit_code, code)
     assert blob_names(service, settings.refs_container) == []
+
+
+def test_an_attribute_that_claims_gigabytes_is_left_out_and_named(tmp_path, settings, service, upload, call_http):
+    source = upload(hostile.hdf5_huge_attribute(tmp_path), "attr.h5")
+    status, body, _ = call_http("generate_reference", {"netcdf_url": source})
+    assert status == 200, body
+    assert any("'claims_2gb'" in w and "left out" in w for w in body["warnings"])
+    refs = json.loads(service.get_blob_client(settings.refs_container, "attr.json").download_blob().readall())
+    left_out = json.loads(refs["refs"][".zattrs"])["ncrefs_skipped_attributes"]
+    assert "unreadable" in left_out["values"]["claims_2gb"]
 
 
 @pytest.mark.parametrize("compound", [False, True])

@@ -58,6 +58,8 @@ param maxReadMB int
 
 param parseWorkers int
 
+param strictReferences bool
+
 @description('Memory of each instance, in MB.')
 @allowed([
   512
@@ -192,6 +194,10 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
         {
           name: 'PARSE_WORKERS'
           value: string(parseWorkers)
+        }
+        {
+          name: 'STRICT_REFERENCES'
+          value: string(strictReferences)
         }
         {
           name: 'BLOB_TRIGGER_SOURCE'

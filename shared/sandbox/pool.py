@@ -57,6 +57,7 @@ class Parsed:
     warnings: list[str]
     groups: list[str]
     plan: str
+    skipped_variables: dict[str, str]
 
 
 class _Worker:
@@ -271,8 +272,9 @@ def _checked_result(message: dict, url: str, size: int) -> Parsed:
                 raise InternalError(f"A parser process returned a reference outside the file for {key!r:.80}.")
         elif not isinstance(value, str):
             raise InternalError(f"A parser process returned a malformed reference for {key!r:.80}.")
+    skipped = message.get("skipped_variables") or {}
     return Parsed(refs, [str(w) for w in message.get("warnings", [])], [str(g) for g in message.get("groups", ["/"])],
-                  str(message.get("plan", "ranged")))
+                  str(message.get("plan", "ranged")), {str(k): str(v) for k, v in dict(skipped).items()})
 
 
 _pools: dict[Limits, ParserPool] = {}

@@ -64,9 +64,11 @@ def main() -> None:
             reader = RangeReader(fetch, job["size"], block_size=job["block_size"], name=job["name"])
             reader.seed(0, head)
             fmt = sniff(reader.read_at, job["size"], job["name"])
-            result = virtualize(reader, fmt, job["url"], inline_threshold=job["inline_threshold"], max_chunks=job["max_chunks"])
+            result = virtualize(reader, fmt, job["url"], inline_threshold=job["inline_threshold"], max_chunks=job["max_chunks"],
+                                strict=job["strict"])
             reply = protocol.encode_json({"refs": result.refs, "warnings": result.warnings, "groups": result.groups,
-                                          "plan": result.plan, "recycle": False})
+                                          "plan": result.plan, "skipped_variables": result.skipped_variables,
+                                          "recycle": False})
         except ReadRefused:
             reply = protocol.encode_json({"read_refused": True, "recycle": False})
         except MemoryError:

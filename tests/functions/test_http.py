@@ -74,7 +74,6 @@ def test_bad_requests(body, content_type, status, code, words, settings, call_ht
 def test_file_errors_map_to_their_status(tmp_path, settings, service, upload, call_http):
     cases = [
         (upload(samples.random_bytes(tmp_path), "r.nc"), 422, "not_netcdf"),
-        (upload(samples.unsupported_codec(tmp_path), "u.h5"), 422, "not_virtualizable"),
         (upload(samples.truncated_nc3(tmp_path), "t.nc"), 422, "corrupt_file"),
         (f"{settings.source_container}/missing.nc", 404, "source_not_found"),
         (f"{settings.refs_container}/x.nc", 403, "source_not_allowed"),
@@ -197,6 +196,18 @@ def test_duplicate_keys_write_nothing(tmp_path, settings, service, upload, call_
     assert (status, payload["error"]["code"]) == (400, "invalid_request")
     assert "'output_url' more than once" in payload["error"]["message"]
     assert blob_names(service, settings.refs_container) == []
+
+
+def test_strict_references_refuse_an_unsupported_variable(tmp_path, settings, service, upload, call_http, monkeypatch):
+    source = upload(samples.unsupported_codec(tmp_path), "u.h5")
+    status, body, _ = call_http("generate_reference", {"netcdf_url": source})
+    assert status == 200 and "scaleoffset" in body["skipped_variables"]["lossy"]
+    assert "scaleoffset" in body["scan"]["skipped_variables"]["lossy"]
+    monkeypatch.setenv("STRICT_REFERENCES", "true")
+    get_settings.cache_clear()
+    status, body, _ = call_http("generate_reference", {"netcdf_url": source, "output_url": f"{settings.refs_container}/s.json"})
+    assert (status, body["error"]["code"]) == (422, "not_virtualizable") and "'lossy'" in body["error"]["message"]
+    assert "s.json" not in blob_names(service, settings.refs_container)
 
 
 def test_storage_unavailable_is_503_with_retry_after(monkeypatch, settings, call_http):

@@ -165,6 +165,8 @@ class Template:
             return [self.resolve(item, lookup) for item in expr]
         if isinstance(expr, dict) and "function" in expr and expr["function"]["type"] == "string":
             value = self.resolve(expr["function"]["parameters"]["value_to_convert"], lookup)
+            if isinstance(value, bool):  # Bicep's string(true) is 'true'
+                return str(value).lower()
             return value if isinstance(value, Unresolved) else str(value)
         if isinstance(expr, dict) and "operator" not in expr and "function" not in expr:
             return {unquote(k): self.resolve(v, lookup) for k, v in expr.items()}
