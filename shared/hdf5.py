@@ -26,13 +26,17 @@ from typing import Any
 
 import h5py
 import numpy as np
+from numcodecs.compat import ensure_bytes
 from virtualizarr.codecs import zarr_codec_config_to_v3
 from virtualizarr.manifests import ChunkManifest, ManifestArray, ManifestGroup
+from virtualizarr.manifests.manifest import INLINED_CHUNK_PATH
 from virtualizarr.manifests.utils import create_v3_array_metadata
 from virtualizarr.parsers.hdf import hdf as vz_hdf
 from virtualizarr.parsers.hdf.filters import codecs_from_dataset
 from virtualizarr.parsers.utils import encode_cf_fill_value
 
+from shared import codecs  # noqa: F401 - registers the HDF5 plugin codecs with zarr
+from shared.cf import PACKING, packing_note
 from shared.errors import CorruptFile, LimitsExceeded, NotVirtualizable
 
 # Attribute values a file may hold in all (they are copied into the reference).
@@ -222,12 +226,19 @@ def _has_padding(dtype: np.dtype) -> bool:
 
 
 # -- building the virtual groups ----------------------------------------------------------------
+# Chunks stored past some of their variable's filters are copied into the reference re-encoded,
+# up to this many bytes (decoded or stored, whichever is larger) per file.
+MAX_MASKED_CHUNK_BYTES = 8 << 20
+
+
 @dataclass
 class _Budget:
-    """Chunks the file may still reference (MAX_CHUNKS), spent while chunk indexes are read."""
+    """Chunks the file may still reference (MAX_CHUNKS), spent while chunk indexes are read;
+    and bytes of chunks stored past some of their filters it may still copy (re-encoded)."""
 
     remaining: int
     limit: int
+    masked_bytes: int = MAX_MASKED_CHUNK_BYTES
 
     def exceeded(self, variable: str) -> LimitsExceeded:
         return LimitsExceeded(
@@ -244,6 +255,8 @@ class Built:
     unwritten_chunks: dict[str, tuple[int, ...]]
     # Attributes that a Zarr attribute cannot hold: {"<variable or group path>": {"<attribute>": why}}.
     skipped_attributes: dict[str, dict[str, str]] = field(default_factory=dict)
+    # Variables that decode differently through a reference (shared/cf.py): {"<variable>": why}.
+    decoding_notes: dict[str, str] = field(default_factory=dict)
 
 
 def build(layout: Hdf5Layout, url: str, *, file_size: int, max_chunks: int) -> Built:
@@ -251,6 +264,7 @@ def build(layout: Hdf5Layout, url: str, *, file_size: int, max_chunks: int) -> B
     budget = _Budget(max_chunks, max_chunks)
     unwritten: dict[str, tuple[int, ...]] = {}
     skipped_attributes: dict[str, dict[str, str]] = {}
+    decoding_notes: dict[str, str] = {}
 
     def attributes(obj, path: str) -> dict:
         if path in layout.bare:
@@ -276,8 +290,11 @@ def build(layout: Hdf5Layout, url: str, *, file_size: int, max_chunks: int) -> B
             # prefix (beside a dimension-only scale of that name) and shows it under its own name.
             name = key.removeprefix(NON_COORDINATE_PREFIX) or key
             try:
-                arrays[name] = _build_array(url, dataset, attributes(dataset, path), dims, f"{prefix}/{name}", budget,
-                                            file_size, unwritten)
+                values = attributes(dataset, path)
+                note = packing_note(dataset.dtype, {k: dataset.attrs[k] for k in PACKING if k in values})
+                if note:
+                    decoding_notes[f"{prefix}/{name}".lstrip("/")] = note
+                arrays[name] = _build_array(url, dataset, values, dims, f"{prefix}/{name}", budget, file_size, unwritten)
             except (NotVirtualizable, ValueError, TypeError, NotImplementedError) as error:
                 # A type the Zarr side cannot express (virtualizarr or zarr refused it): leave it out, say why.
                 reason = error.message if isinstance(error, NotVirtualizable) else f"cannot be represented in Zarr ({error})"
@@ -287,7 +304,7 @@ def build(layout: Hdf5Layout, url: str, *, file_size: int, max_chunks: int) -> B
         groups = {key: build_group(child) for key, child in node.children.items()}
         return ManifestGroup(arrays=arrays, groups=groups, attributes=attributes(node.group, node.path))
 
-    return Built(build_group(layout.root), unwritten, skipped_attributes)
+    return Built(build_group(layout.root), unwritten, skipped_attributes, decoding_notes)
 
 
 def _build_array(url: str, dataset, attrs: dict, dims: list[str], path: str, budget: _Budget,
@@ -335,9 +352,12 @@ def _build_array(url: str, dataset, attrs: dict, dims: list[str], path: str, bud
 
 def _chunk_manifest(url: str, dataset, chunks: tuple[int, ...], name: str, budget: _Budget,
                     file_size: int) -> ChunkManifest | None:
-    """The byte ranges of a dataset's chunks, or None when none was ever written."""
+    """The byte ranges of a dataset's chunks, or None when none was ever written. Compact
+    data and chunks stored past some of the variable's filters are copied into the manifest."""
     dsid = dataset.id
     if dataset.chunks is None:
+        if dsid.get_create_plist().get_layout() == h5py.h5d.COMPACT:
+            return _compact_manifest(dataset, name, budget)
         offset = dsid.get_offset()
         if offset is None:
             return None
@@ -368,6 +388,7 @@ def _chunk_manifest(url: str, dataset, chunks: tuple[int, ...], name: str, budge
     if len(infos) > cells:
         raise CorruptFile(f"Variable {name!r}'s chunk index lists more chunks than its shape holds: the file is damaged.",
                           variable=name)
+    masked = _masked_chunks(dataset, infos, name, budget, file_size)
     budget.remaining -= len(infos)
 
     offsets = np.zeros(grid, dtype=np.uint64)
@@ -385,7 +406,102 @@ def _chunk_manifest(url: str, dataset, chunks: tuple[int, ...], name: str, budge
         lengths[key] = trimmed_length if trimmed else info.size
     paths = np.full(grid, "", dtype=np.dtypes.StringDType())  # "" marks a chunk never written
     paths[present] = url
-    return ChunkManifest.from_arrays(paths=paths, offsets=offsets, lengths=lengths, validate_paths=False)
+    inlined = _reencoded_chunks(dataset, masked, chunks, name)
+    for key, data in inlined.items():  # never a byte range: the codec chain would misread it
+        paths[key] = INLINED_CHUNK_PATH
+        offsets[key] = 0
+        lengths[key] = len(data)
+    return ChunkManifest.from_arrays(paths=paths, offsets=offsets, lengths=lengths, validate_paths=False,
+                                     inlined=inlined or None)
+
+
+# HDF5 keeps a compact dataset's data in its object header, behind a 16-bit size.
+MAX_COMPACT_BYTES = (1 << 16) - 1
+
+
+def _compact_manifest(dataset, name: str, budget: _Budget) -> ChunkManifest | None:
+    """A compact dataset's values as its one chunk, copied into the manifest: HDF5 keeps them in
+    the object header (already read), at no byte range of their own, and never filters them."""
+    if dataset.size == 0:
+        return None
+    nbytes = dataset.size * dataset.dtype.itemsize
+    if nbytes > MAX_COMPACT_BYTES:
+        raise NotVirtualizable(f"is stored compact (inside its object header) but claims {nbytes:,} bytes, more than "
+                               "a header holds: the header is damaged", variable=name)
+    if dataset.id.get_create_plist().get_nfilters():
+        raise NotVirtualizable("is stored compact (inside its object header) yet lists filters, which HDF5 never "
+                               "applies to compact data: the header is damaged", variable=name)
+    if budget.remaining < 1:
+        raise budget.exceeded(name)
+    budget.remaining -= 1
+    # In the file's own type and byte order (h5py reads into dataset.dtype), as the .zarray says.
+    data = np.ascontiguousarray(dataset[...], dtype=dataset.dtype).tobytes()
+    shape = (1,) * dataset.ndim
+    return ChunkManifest.from_arrays(
+        paths=np.full(shape, INLINED_CHUNK_PATH, dtype=np.dtypes.StringDType()),
+        offsets=np.zeros(shape, dtype=np.uint64),
+        lengths=np.full(shape, len(data), dtype=np.uint64),
+        inlined={(0,) * dataset.ndim: data},
+    )
+
+
+def _masked_chunks(dataset, infos: list, name: str, budget: _Budget, file_size: int) -> list:
+    """The chunks HDF5 stored past some of the variable's filters (a filter mask bit i set:
+    filter i was not applied, e.g. an optional compression that did not shrink the chunk), sized
+    before any is read. Zarr applies one codec chain to every chunk, so these are copied into
+    the reference re-encoded (:func:`_reencoded_chunks`) or the variable is left out."""
+    filters = dataset.id.get_create_plist().get_nfilters()
+    pipeline = (1 << filters) - 1  # bits past the pipeline's filters mean nothing to HDF5
+    masked = [info for info in infos if info.filter_mask & pipeline]
+    if not masked:
+        return []
+    chunk_bytes = math.prod(dataset.chunks) * dataset.dtype.itemsize
+    total = sum(max(info.size, chunk_bytes) for info in masked)
+    if total > budget.masked_bytes:
+        left = "" if budget.masked_bytes == MAX_MASKED_CHUNK_BYTES else f" ({budget.masked_bytes:,} left)"
+        raise NotVirtualizable(
+            f"has {len(masked):,} chunk(s) stored without some of its HDF5 filters (a per-chunk filter mask), which "
+            f"its Zarr codecs would misread; copying them re-encoded would take {total:,} bytes, more than the "
+            f"{MAX_MASKED_CHUNK_BYTES:,} ncrefs copies per file{left}",
+            hint="Rewrite the file so every chunk passes all its filters (e.g. h5repack or nccopy), then upload it again.",
+            variable=name)
+    for info in masked:
+        if info.byte_offset + info.size > file_size:
+            raise CorruptFile(f"Variable {name!r} needs bytes up to {info.byte_offset + info.size}, but the file ends at "
+                              f"{file_size}: it is truncated.", variable=name)
+    budget.masked_bytes -= total
+    return masked
+
+
+def _reencoded_chunks(dataset, masked: list, chunks: tuple[int, ...], name: str) -> dict[tuple[int, ...], bytes]:
+    """Each chunk of ``masked`` decoded through the filters HDF5 did apply to it (in reverse
+    pipeline order), then encoded through the variable's whole codec chain, as Zarr reads it."""
+    if not masked:
+        return {}
+    codecs = codecs_from_dataset(dataset)
+    filters = dataset.id.get_create_plist().get_nfilters()
+    if len(codecs) != filters or chunks != dataset.chunks:
+        raise NotVirtualizable(f"has chunks stored without some of its HDF5 filters, and its {filters} filter(s) do not "
+                               f"map one to one onto Zarr codecs ({len(codecs)}), so they cannot be re-encoded", variable=name)
+    chunk_bytes = math.prod(dataset.chunks) * dataset.dtype.itemsize
+    inlined = {}
+    for info in masked:
+        key = tuple(a // b for a, b in zip(info.chunk_offset, chunks))
+        mask, data = dataset.id.read_direct_chunk(info.chunk_offset)
+        try:
+            for i in reversed(range(filters)):
+                if not mask & (1 << i):
+                    data = ensure_bytes(codecs[i].decode(data))
+        except Exception as error:  # noqa: BLE001 - damaged bytes: the original cannot read them either
+            raise NotVirtualizable(f"has a chunk {key} stored without some of its HDF5 filters whose bytes do not decode "
+                                   f"({type(error).__name__}: {str(error)[:120]}): the file is damaged", variable=name) from error
+        if len(data) != chunk_bytes:
+            raise NotVirtualizable(f"has a chunk {key} stored without some of its HDF5 filters that decodes to "
+                                   f"{len(data):,} bytes, not {chunk_bytes:,}: the file is damaged", variable=name)
+        for codec in codecs:
+            data = ensure_bytes(codec.encode(data))
+        inlined[key] = data
+    return inlined
 
 
 def _attributes(obj) -> tuple[dict[str, Any], dict[str, str]]:
@@ -448,13 +564,12 @@ def _dimension_names(dataset, path: str, group: str, paths: dict[tuple, str], ph
     for axis in range(len(dataset.shape)):
         scales = dataset.dims[axis]
         count = len(scales)
-        if count == 1:
-            scale = scales[0]
-            dims.append(paths.get(h5py.h5g.get_objinfo(scale.id).objno) or str(scale.name))
-        elif h5py.h5ds.is_scale(dataset.id):
+        if h5py.h5ds.is_scale(dataset.id) and count == 0:
             dims.append(path)
-        elif count > 1:
-            raise CorruptFile(f"{path} has {count} dimension scales attached to dimension #{axis}; require exactly 1")
+        elif count:
+            # With several scales on one axis, netCDF-C (and h5netcdf) name it after the last attached.
+            scale = scales[count - 1]
+            dims.append(paths.get(h5py.h5g.get_objinfo(scale.id).objno) or str(scale.name))
         else:
             dims.append(phony[axis] if phony else f"phony_dim_{axis}")
     prefix = "" if group == "/" else group

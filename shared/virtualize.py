@@ -30,6 +30,7 @@ from virtualizarr.manifests import ManifestGroup
 from virtualizarr.parsers import netcdf3 as vz_netcdf3
 
 from shared import hdf5
+from shared.cf import PACKING, packing_note
 from shared.errors import CorruptFile, LimitsExceeded, NcrefsError, NotVirtualizable
 from shared.formats import FileFormat
 from shared.reader import BANDWIDTH_BPS, REQUEST_LATENCY_S, WHOLE_FILE_MAX, RangeReader
@@ -46,6 +47,7 @@ MAX_FILL_BYTES = 8 << 20
 # Root attributes listing what the reference leaves out: {"<variable>": why}, {"<path>": {"<attribute>": why}}.
 SKIPPED_VARIABLES = "ncrefs_skipped_variables"
 SKIPPED_ATTRIBUTES = "ncrefs_skipped_attributes"
+DECODING_NOTES = "ncrefs_decoding_notes"
 
 
 @dataclass
@@ -71,9 +73,10 @@ def virtualize(reader: RangeReader, fmt: FileFormat, url: str, *, inline_thresho
         warnings.simplefilter("always")
         try:
             if fmt is FileFormat.HDF5:
-                root, unwritten, left_out = _hdf5_group(reader, url, max_chunks, strict, result)
+                root, unwritten, left_out, notes = _hdf5_group(reader, url, max_chunks, strict, result)
             else:
-                root, unwritten, left_out = _netcdf3_group(reader, url, max_chunks), {}, {}
+                root, notes = _netcdf3_group(reader, url, max_chunks)
+                unwritten, left_out = {}, {}
             # One virtual dataset per group, unaligned (a DataTree would force child groups'
             # dimensions to agree with their parents', which NetCDF does not require).
             datasets = root.to_virtual_datasets()
@@ -89,7 +92,7 @@ def virtualize(reader: RangeReader, fmt: FileFormat, url: str, *, inline_thresho
         refs.update({(f"{path}/{key}" if path else key): value for key, value in group.items()})
     _fix_scalar_keys(refs)
     _restore_chunk_shapes(refs, unwritten)
-    result.warnings += _record_left_out(refs, result.skipped_variables, left_out)
+    result.warnings += _record_left_out(refs, result.skipped_variables, left_out, notes)
     _check_ranges(refs, reader.size)
     result.warnings += _fix_fill_values(refs)
     _inline_small_chunks(refs, reader, inline_threshold)
@@ -108,12 +111,13 @@ def _hdf5_group(reader: RangeReader, url: str, max_chunks: int, strict: bool, re
         result.warnings += layout.warnings
         result.plan = _plan_reads(reader, layout)
         built = hdf5.build(layout, url, file_size=reader.size, max_chunks=max_chunks)
-    return built.group, built.unwritten_chunks, built.skipped_attributes
+    return built.group, built.unwritten_chunks, built.skipped_attributes, built.decoding_notes
 
 
-def _netcdf3_group(reader: RangeReader, url: str, max_chunks: int) -> ManifestGroup:
+def _netcdf3_group(reader: RangeReader, url: str, max_chunks: int) -> tuple[ManifestGroup, dict[str, str]]:
     """virtualizarr's NetCDF3 parser over our reader, with the header checked before any
-    per-record array is allocated (a 308-byte header can claim two billion records)."""
+    per-record array is allocated (a 308-byte header can claim two billion records); and the
+    variables that decode differently through a reference (``shared/cf.py``)."""
     reader.seek(0)
     header = _without_nul_padding(vz_netcdf3._parse_header(reader))
     if header.numrecs == vz_netcdf3._STREAMING:
@@ -134,7 +138,45 @@ def _netcdf3_group(reader: RangeReader, url: str, max_chunks: int) -> ManifestGr
         raise LimitsExceeded(f"The file's {header.numrecs:,} records make {chunks:,} chunks, more than MAX_CHUNKS={max_chunks:,}.",
                              hint="Raise MAX_CHUNKS (and PARSE_MEMORY_MB) if the file is genuine.")
     arrays = {var.name: vz_netcdf3._build_manifest_array(var, header, url) for var in header.variables}
-    return ManifestGroup(arrays=arrays, attributes=header.attributes)
+    packing = _netcdf3_packing_types(reader)
+    notes = {var.name: note for var in header.variables
+             if (note := packing_note(var.dtype, packing.get(var.name, {})))}
+    return ManifestGroup(arrays=arrays, attributes=header.attributes), notes
+
+
+def _netcdf3_packing_types(reader: RangeReader) -> dict[str, dict[str, np.generic]]:
+    """Each variable's scale_factor/add_offset with the type the header gives them (virtualizarr's
+    header parser returns plain Python numbers); a second walk of the header, in the cache."""
+    reader.seek(0)
+    r = vz_netcdf3._HeaderReader(reader, reader.read(4)[3])
+    r.size()  # numrecs
+
+    def attributes() -> dict[str, np.generic]:
+        r.int32()
+        typed = {}
+        for _ in range(r.size()):
+            name = r.name().split("\x00", 1)[0]
+            nc_type = r.int32()
+            r._check_type(nc_type)
+            value = r.values(nc_type, r.size())
+            if name in PACKING and not isinstance(value, (str, list)):
+                typed[name] = vz_netcdf3._NC_TYPES[nc_type].type(value)
+        return typed
+
+    r.int32()
+    for _ in range(r.size()):  # dimensions
+        r.name()
+        r.size()
+    attributes()  # global
+    r.int32()
+    found = {}
+    for _ in range(r.size()):
+        name = r.name().split("\x00", 1)[0]
+        for _ in range(r.size()):
+            r.size()  # dimension ids
+        found[name] = attributes()
+        r.int32(), r.size(), r.offset()  # type, vsize, begin
+    return found
 
 
 def _without_nul_padding(header):
@@ -198,19 +240,20 @@ def _fix_scalar_keys(refs: dict[str, Any]) -> None:
         refs[key + "0"] = refs.pop(key)
 
 
-def _record_left_out(refs: dict[str, Any], variables: dict[str, str], attributes: dict[str, dict[str, str]]) -> list[str]:
-    """Say in the reference itself what it does not hold, and why (``ncrefs_skipped_variables``,
-    ``ncrefs_skipped_attributes`` in the root group's attributes), and return the same as warnings."""
-    if not variables and not attributes:
+def _record_left_out(refs: dict[str, Any], variables: dict[str, str], attributes: dict[str, dict[str, str]],
+                     notes: dict[str, str]) -> list[str]:
+    """Say in the reference itself what it does not hold or shows differently, and why
+    (``ncrefs_skipped_variables``, ``ncrefs_skipped_attributes``, ``ncrefs_decoding_notes`` in
+    the root group's attributes), and return the same as warnings."""
+    records = {SKIPPED_VARIABLES: variables, SKIPPED_ATTRIBUTES: attributes, DECODING_NOTES: notes}
+    if not any(records.values()):
         return []
     root = json.loads(refs.get(".zattrs", "{}"))
-    if variables:
-        root[SKIPPED_VARIABLES] = variables
-    if attributes:
-        root[SKIPPED_ATTRIBUTES] = attributes
+    root.update({key: value for key, value in records.items() if value})
     refs[".zattrs"] = json.dumps(root, separators=(",", ":"))
     return ([f"variable {name!r} left out: it {why}." for name, why in variables.items()]
-            + [f"{path}: attribute {name!r} left out: {why}." for path, names in attributes.items() for name, why in names.items()])
+            + [f"{path}: attribute {name!r} left out: {why}." for path, names in attributes.items() for name, why in names.items()]
+            + [f"variable {name!r} {why}." for name, why in notes.items()])
 
 
 def _restore_chunk_shapes(refs: dict[str, Any], unwritten: dict[str, tuple[int, ...]]) -> None:

@@ -15,6 +15,7 @@ import xarray as xr
 from azure.storage.blob import BlobServiceClient
 
 from scripts.adlfs_exit import detach_loopless_adlfs_finalizers
+from tests.fidelity import assert_group_equal, open_original
 from scripts.azurite import start_azurite
 from shared.settings import Settings, get_settings
 from shared.storage import Storage
@@ -85,7 +86,7 @@ def blob_names(service: BlobServiceClient, container: str) -> list[str]:
 def open_reference(azurite):
     """Open a reference in Azurite with xarray through adlfs, as users do."""
 
-    def _open(output_url: str, group: str | None = None) -> xr.Dataset:
+    def _open(output_url: str, group: str | None = None, **options) -> xr.Dataset:
         remote_options = {"connection_string": azurite.connection_string, "asynchronous": True}
         if output_url.endswith(".parquet"):
             # A Parquet reference is a directory that fsspec reads lazily, with a synchronous
@@ -96,7 +97,7 @@ def open_reference(azurite):
             with fsspec.open(output_url, "rb", connection_string=azurite.connection_string) as handle:
                 fo = json.load(handle)
         return xr.open_dataset(
-            "reference://", engine="zarr", group=group,
+            "reference://", engine="zarr", group=group, **options,
             backend_kwargs={"consolidated": False, "zarr_format": 2, "storage_options": {
                 "fo": fo, "remote_protocol": "abfs", "remote_options": remote_options}},
         )
@@ -104,16 +105,11 @@ def open_reference(azurite):
     return _open
 
 
-def open_original(path: Path, group: str | None = None) -> xr.Dataset:
-    if path.suffix in (".h5", ".hdf5") :
-        return xr.open_dataset(path, engine="h5netcdf", group=group, phony_dims="sort")
-    return xr.open_dataset(path, engine="netcdf4", group=group)
-
-
 def assert_reads_like_original(reference: xr.Dataset, path: Path, group: str | None = None) -> None:
-    """Every variable's values, attributes, encodingless dtype and every dimension equal the original's."""
+    """Every variable's values, attributes, dtype and every dimension equal the original's
+    (the one fidelity check, ``tests/fidelity.py``)."""
     with open_original(path, group) as original:
-        xr.testing.assert_identical(reference.load(), original.load())
+        assert_group_equal(reference.load(), original.load(), group="/" + (group or "").strip("/"))
 
 
 # -- the Functions app, invoked in-process (no Functions host can be installed here) ----------------
