@@ -75,8 +75,8 @@ def virtualize(reader: RangeReader, fmt: FileFormat, url: str, *, inline_thresho
             if fmt is FileFormat.HDF5:
                 root, unwritten, left_out, notes = _hdf5_group(reader, url, max_chunks, strict, result)
             else:
-                root, notes = _netcdf3_group(reader, url, max_chunks)
-                unwritten, left_out = {}, {}
+                root, notes, left_out = _netcdf3_group(reader, url, max_chunks)
+                unwritten = {}
             # One virtual dataset per group, unaligned (a DataTree would force child groups'
             # dimensions to agree with their parents', which NetCDF does not require).
             datasets = root.to_virtual_datasets()
@@ -114,10 +114,11 @@ def _hdf5_group(reader: RangeReader, url: str, max_chunks: int, strict: bool, re
     return built.group, built.unwritten_chunks, built.skipped_attributes, built.decoding_notes
 
 
-def _netcdf3_group(reader: RangeReader, url: str, max_chunks: int) -> tuple[ManifestGroup, dict[str, str]]:
+def _netcdf3_group(reader: RangeReader, url: str, max_chunks: int):
     """virtualizarr's NetCDF3 parser over our reader, with the header checked before any
-    per-record array is allocated (a 308-byte header can claim two billion records); and the
-    variables that decode differently through a reference (``shared/cf.py``)."""
+    per-record array is allocated (a 308-byte header can claim two billion records); the
+    variables that decode differently through a reference (``shared/cf.py``); and the
+    attributes left out."""
     reader.seek(0)
     header = _without_nul_padding(vz_netcdf3._parse_header(reader))
     if header.numrecs == vz_netcdf3._STREAMING:
@@ -137,11 +138,25 @@ def _netcdf3_group(reader: RangeReader, url: str, max_chunks: int) -> tuple[Mani
     if chunks > max_chunks:
         raise LimitsExceeded(f"The file's {header.numrecs:,} records make {chunks:,} chunks, more than MAX_CHUNKS={max_chunks:,}.",
                              hint="Raise MAX_CHUNKS (and PARSE_MEMORY_MB) if the file is genuine.")
+    left_out = _integer_fill_values_that_are_not_integers(header)
     arrays = {var.name: vz_netcdf3._build_manifest_array(var, header, url) for var in header.variables}
     packing = _netcdf3_packing_types(reader)
     notes = {var.name: note for var in header.variables
              if (note := packing_note(var.dtype, packing.get(var.name, {})))}
-    return ManifestGroup(arrays=arrays, attributes=header.attributes), notes
+    return ManifestGroup(arrays=arrays, attributes=header.attributes), notes, left_out
+
+
+def _integer_fill_values_that_are_not_integers(header) -> dict[str, dict[str, str]]:
+    """An integer variable whose _FillValue is NaN (or not a whole number) cannot mask anything:
+    xarray ignores such a fill value in the original, so the reference leaves it out, and says so."""
+    left_out = {}
+    for var in header.variables:
+        fill = var.attributes.get("_FillValue")
+        if var.dtype.kind in "iu" and isinstance(fill, float) and not (math.isfinite(fill) and fill.is_integer()):
+            del var.attributes["_FillValue"]
+            left_out[var.name] = {"_FillValue": f"{fill} is no value of the integer type {var.dtype.name}; "
+                                                "it masks nothing (xarray ignores it in the original too)"}
+    return left_out
 
 
 def _netcdf3_packing_types(reader: RangeReader) -> dict[str, dict[str, np.generic]]:

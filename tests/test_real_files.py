@@ -67,6 +67,38 @@ def test_netcdf3_names_padded_with_nul(tmp_path, check):
     assert check(path)["variables"] == ["yy"]
 
 
+def test_netcdf3_integer_variable_with_a_nan_fill_value(tmp_path, check):
+    """As in ERA-Interim files: a short variable whose _FillValue is a NaN double."""
+    path = tmp_path / "nan_fill.nc"
+    with netCDF4.Dataset(path, "w", format="NETCDF3_CLASSIC") as nc:
+        nc.createDimension("x", 4)
+        u = nc.createVariable("u", "i2", ("x",))
+        u[:] = [1, 2, -32767, 4]
+        u.setncattr("_FillValuX", np.float64(np.nan))  # netCDF-C refuses to write it; renamed below
+        u.scale_factor = 0.5
+    data = bytearray(path.read_bytes())
+    at = data.find(b"_FillValuX")
+    data[at : at + 10] = b"_FillValue"
+    path.write_bytes(bytes(data))
+    body = check(path)
+    assert any("'_FillValue'" in w and "masks nothing" in w for w in body["warnings"])
+
+
+def test_packed_variables_with_float32_attributes_say_how_they_decode(tmp_path, check):
+    """scale_factor/add_offset stored as float32: xarray decodes the original to float32, a
+    reference (JSON attributes) to float64; the reference says so and the values agree."""
+    path = tmp_path / "packed.nc"
+    with netCDF4.Dataset(path, "w", format="NETCDF4") as nc:
+        nc.createDimension("x", 5)
+        v = nc.createVariable("t", "i2", ("x",))
+        v.scale_factor = np.float32(0.01)
+        v.add_offset = np.float32(273.15)
+        v.set_auto_maskandscale(False)
+        v[:] = np.array([0, 100, -100, 2000, 32000], dtype="i2")
+    body = check(path)
+    assert any("'t' decodes to float64" in w and "float32" in w for w in body["warnings"])
+
+
 def test_fixed_length_strings_split_into_characters(tmp_path, check):
     path = tmp_path / "chars.nc"
     times = ["2020-01-01T00:00:00", "2020-01-01T06:00:00", "2020-01-01T12:00:00"]
@@ -74,6 +106,9 @@ def test_fixed_length_strings_split_into_characters(tmp_path, check):
         nc.createDimension("time", 3)
         nc.createDimension("strlen", 19)
         nc.createVariable("TIME_UTC", "S1", ("time", "strlen"))[:] = netCDF4.stringtochar(np.array(times, dtype="S19"))
+        labelled = nc.createVariable("label", "S1", ("time", "strlen"))
+        labelled._Encoding = "utf-8"  # decoded to str by xarray, not bytes
+        labelled[:] = np.array(["north", "süd", "west"])  # netCDF4 splits str into UTF-8 characters
     check(path)
 
 
