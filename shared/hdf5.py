@@ -205,10 +205,13 @@ def unsupported(dataset) -> str | None:
     if dtype.names is not None and _has_padding(dtype):
         return "holds compound records with padding between fields, which a Zarr record type cannot describe"
     try:
-        codecs_from_dataset(dataset)
+        codecs = codecs_from_dataset(dataset)
     except Exception as error:  # noqa: BLE001 - an HDF5 filter with no numcodecs equivalent
         filters = ", ".join(f"{k}{v if v else ''}" for k, v in dataset._filters.items()) or "unknown"
         return f"uses the HDF5 filter(s) {filters}, which no Zarr codec reads ({error})"
+    steps = dataset.id.get_create_plist().get_nfilters()
+    if len(codecs) != steps:  # h5py lists filters by id: one used twice would be decoded once
+        return f"has {steps} HDF5 filter steps that map onto {len(codecs)} Zarr codecs (a filter used twice?)"
     return None
 
 
@@ -299,7 +302,7 @@ def build(layout: Hdf5Layout, url: str, *, file_size: int, max_chunks: int) -> B
                 # A type the Zarr side cannot express (virtualizarr or zarr refused it): leave it out, say why.
                 reason = error.message if isinstance(error, NotVirtualizable) else f"cannot be represented in Zarr ({error})"
                 if layout.strict:
-                    raise NotVirtualizable(f"Variable {path.lstrip('/')!r}: {reason}", variable=path.lstrip("/")) from error
+                    raise NotVirtualizable(f"Variable {path.lstrip('/')!r} {reason}.", variable=path.lstrip("/")) from error
                 layout.skipped[path.lstrip("/")] = reason
         groups = {key: build_group(child) for key, child in node.children.items()}
         return ManifestGroup(arrays=arrays, groups=groups, attributes=attributes(node.group, node.path))
