@@ -238,7 +238,8 @@ def _died(worker: _Worker, limits: Limits) -> NcrefsError:
         name = signal.Signals(-code).name
         return CorruptFile(f"The HDF5/NetCDF library crashed ({name}) reading this file's structure: the file is damaged "
                            "or built to crash readers. Nothing was written; the crash ended only a parser process.",
-                           hint="Check the file with h5dump -H or ncdump -h; upload a sound copy.")
+                           hint="Check the file with h5dump -H or ncdump -h and upload a sound copy; if the file is sound, "
+                                f"it may need more than PARSE_MEMORY_MB={limits.memory_bytes >> 20} MB.")
     return InternalError(f"A parser process exited unexpectedly (status {code}).")
 
 

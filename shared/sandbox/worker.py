@@ -30,10 +30,9 @@ def main() -> None:
     os.dup2(2, 1)
     limit_resources(limits["memory_bytes"])
 
-    from shared.errors import NcrefsError
     from shared.formats import sniff
     from shared.reader import RangeReader
-    from shared.virtualize import classify_parse_error, virtualize
+    from shared.virtualize import virtualize
 
     not_confined = confine()
     frames = protocol.FrameReader(proto_in, max_frame=limits["memory_bytes"])
@@ -58,8 +57,7 @@ def main() -> None:
             _, head = frames.read()
         except EOFError:  # the parent is gone
             return
-        fmt = reply = None
-        exhausted = False
+        fmt = reader = result = failure = None
         try:
             reader = RangeReader(fetch, job["size"], block_size=job["block_size"], name=job["name"])
             reader.seed(0, head)
@@ -71,18 +69,30 @@ def main() -> None:
                                           "recycle": False})
         except ReadRefused:
             reply = protocol.encode_json({"read_refused": True, "recycle": False})
-        except MemoryError:
-            exhausted = True  # answered below, once this frame's references are gone
         except BaseException as error:  # noqa: BLE001 - whatever a file makes a parser raise is about the file
-            if not isinstance(error, NcrefsError):
-                traceback.print_exc(file=sys.stderr)
-                error = classify_parse_error(error, fmt) if fmt is not None else _unreadable(error)
-            reply = protocol.encode_json({"recycle": False, "error": {
-                "code": error.code, "message": error.message, "hint": error.hint, "variable": error.variable}})
+            failure = error  # answered below, once this frame's references (the parse's memory) are gone
         reader = result = None
+        exhausted = isinstance(failure, MemoryError)
+        if failure is not None and not exhausted:
+            try:
+                reply = _error_frame(failure, fmt)
+            except MemoryError:  # so little memory left that even the answer does not fit
+                exhausted = True
+        failure = None
         protocol.write_all(proto_out, out_of_memory if exhausted else reply)
         if exhausted:
             return  # a fresh process for the next file: this heap may stay fragmented
+
+
+def _error_frame(error: BaseException, fmt) -> bytes:
+    from shared.errors import NcrefsError
+    from shared.virtualize import classify_parse_error
+
+    if not isinstance(error, NcrefsError):
+        traceback.print_exception(error, file=sys.stderr)
+        error = classify_parse_error(error, fmt) if fmt is not None else _unreadable(error)
+    return protocol.encode_json({"recycle": False, "error": {
+        "code": error.code, "message": error.message, "hint": error.hint, "variable": error.variable}})
 
 
 def _unreadable(error: BaseException):
