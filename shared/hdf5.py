@@ -14,7 +14,13 @@ variables). So ncrefs walks the file itself and builds each array from virtualiz
 - **sized before allocated**: attribute values (against the file's size), chunk counts
   (``MAX_CHUNKS``, counted while the index is read, so a looping index stops too), and
   never-written variables (no chunk grid at all);
-- **dimension names from addresses** collected during the walk (linear).
+- **dimension names from addresses** collected during the walk (linear), and axes without a
+  scale named as netCDF-C names them;
+- **read as netCDF reads it**: netCDF-C's bookkeeping undone (dimension-only scales,
+  ``_nc4_non_coord_``), attributes decoded as netCDF4-python decodes them, compact data and
+  chunks stored past some filters copied into the reference;
+- **partial, never silent**: a variable Zarr cannot reference exactly, or an attribute a Zarr
+  attribute cannot hold, is left out and named with its reason (strict mode refuses instead).
 """
 
 from __future__ import annotations
