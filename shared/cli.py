@@ -4,8 +4,8 @@
     ncrefs scan SOURCE [--strict] [--json]
     ncrefs backfill [--container C] [--prefix P] [--workers N] [--force] [--retry-failed] [--json]
 
-Exit codes: 0 success; 2 a permanent error (bad input: fix it and run again);
-1 a retryable or internal error (or, for backfill, any file failed).
+Options go before or after the command. Results go to stdout, errors to stderr (with
+``--json`` the result or error model, and nothing else, to stdout).
 """
 
 from __future__ import annotations
@@ -13,80 +13,158 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
+import re
 import sys
 
 from shared import __version__
-from shared.backfill import backfill
-from shared.errors import ERROR_TABLE, NcrefsError
-from shared.models import ReferenceRequest, ReferenceResult
-from shared.paths import BlobLocation, parse_location
-from shared.pipeline import error_result, run_request
-from shared.settings import Settings, load_local_settings
-from shared.storage import Storage
+
+EXIT_CODES = """exit codes:
+  0  success
+  2  a permanent error: bad input, a file that cannot be referenced, no access (fix it, run again)
+  1  a retryable or internal error (for backfill: any file failed)"""
+EXAMPLES = {
+    "virtualize": "example:\n  ncrefs virtualize abfs://raw-netcdf/cmip6/tas_2050.nc    # -> abfs://refs/cmip6/tas_2050.json",
+    "scan": "example:\n  ncrefs scan raw-netcdf/cmip6/tas_2050.nc --json",
+    "backfill": "example:\n  ncrefs backfill --prefix cmip6/ --workers 4",
+}
+_SECRET = re.compile(r"(AccountKey|SharedAccessSignature|sig)=[^;&\s'\"]+", re.IGNORECASE)
+
+
+def redact(text: str) -> str:
+    """Text that may quote a connection string, with its secrets masked."""
+    return _SECRET.sub(lambda match: f"{match.group(1)}=***", text)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):
+        # argparse quotes the offending arguments: a mistyped option may carry a key
+        self.print_usage(sys.stderr)
+        self.exit(2, f"{self.prog}: error: {redact(message)}\n")
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ncrefs", description="Kerchunk references for NetCDF/HDF5 files in Azure Blob Storage.")
+    # Options shared by every command, accepted before or after it (SUPPRESS: a later, absent
+    # copy does not overwrite one given earlier).
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--connection-string", default=argparse.SUPPRESS, metavar="CONNECTION_STRING",
+                        help="storage connection string (default: DATA_STORAGE, AZURE_STORAGE_CONNECTION_STRING, "
+                             "then AzureWebJobsStorage)")
+    common.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print the result as JSON")
+    common.add_argument("--strict", action="store_true", default=argparse.SUPPRESS,
+                        help="refuse a file with a variable Zarr cannot reference, instead of leaving it out")
+    layout = {"formatter_class": argparse.RawDescriptionHelpFormatter}
+    parser = _Parser(prog="ncrefs", description="Kerchunk references for NetCDF/HDF5 files in Azure Blob Storage.",
+                     epilog=EXIT_CODES, parents=[common], **layout)
     parser.add_argument("--version", action="version", version=f"ncrefs {__version__}")
-    parser.add_argument("--connection-string", help="storage connection string (default: DATA_STORAGE, then AzureWebJobsStorage)")
-    commands = parser.add_subparsers(dest="command", required=True)
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    virtualize = commands.add_parser("virtualize", help="write the reference of one file")
+    def command(name: str, summary: str) -> argparse.ArgumentParser:
+        return commands.add_parser(name, help=summary, description=summary, parents=[common],
+                                   epilog=f"{EXAMPLES[name]}\n\n{EXIT_CODES}", **layout)
+
+    virtualize = command("virtualize", "write the reference of one file")
     virtualize.add_argument("source", help="abfs://container/path, https://<account>.blob.core.windows.net/..., container/path, or a local file")
     virtualize.add_argument("--output", "-o", dest="target", help="where to write the reference (default: the mapped refs location; beside a local file)")
     virtualize.add_argument("--format", choices=["json", "parquet", "auto"], help="reference format (default: REFERENCE_FORMAT, auto)")
-    virtualize.add_argument("--json", action="store_true", help="print the result as JSON")
-    virtualize.add_argument("--strict", action="store_true",
-                            help="refuse a file with a variable Zarr cannot reference, instead of leaving it out")
 
-    scan = commands.add_parser("scan", help="report a file's chunking without writing anything")
-    scan.add_argument("source")
-    scan.add_argument("--json", action="store_true", help="print the result as JSON")
-    scan.add_argument("--strict", action="store_true", help="as for virtualize")
+    scan = command("scan", "report a file's chunking without writing anything")
+    scan.add_argument("source", help="as for virtualize")
 
-    fill = commands.add_parser("backfill", help="reference every NetCDF blob under a prefix that needs it")
+    fill = command("backfill", "reference every NetCDF blob under a prefix that needs it")
     fill.add_argument("--container", help="source container (default: SOURCE_CONTAINER, raw-netcdf)")
     fill.add_argument("--prefix", default="", help="only blobs whose names start with this")
-    fill.add_argument("--workers", type=int, help="parallel processes (default: number of CPUs)")
+    fill.add_argument("--workers", type=_positive, help="files referenced at once (default: PARSE_WORKERS)")
     fill.add_argument("--force", action="store_true", help="regenerate references that are already current")
     fill.add_argument("--retry-failed", action="store_true",
                       help="try again files whose error record says they failed at their current version")
-    fill.add_argument("--json", action="store_true", help="print the summary as JSON")
-    fill.add_argument("--strict", action="store_true", help="as for virtualize")
     return parser
 
 
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
+    return int(text)
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    try:
+        return _run(_parser().parse_args(argv))
+    except BrokenPipeError:
+        # The reader went away (ncrefs ... --json | head): end quietly, as Unix tools do.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+
+
+def _run(args: argparse.Namespace) -> int:
+    as_json = getattr(args, "json", False)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    load_local_settings()
-    settings = Settings()
-    if args.strict:
-        settings = settings.model_copy(update={"strict": True})
+    settings = _settings(args, as_json)
+    if settings is None:
+        return 2
+    connection_string = getattr(args, "connection_string", None)
+    if connection_string is None and not os.environ.get("DATA_STORAGE"):
+        connection_string = os.environ.get("AZURE_STORAGE_CONNECTION_STRING")  # as the az CLI takes it
+
+    # The heavy imports (Azure SDKs, numpy) only once the command line is known to be good.
+    from shared.errors import ERROR_TABLE, NcrefsError
+    from shared.models import ReferenceRequest
+    from shared.pipeline import error_result, run_request
+    from shared.storage import Storage
+
     if args.command == "backfill":
+        from shared.backfill import backfill
+
         try:
-            summary = backfill(settings, connection_string=args.connection_string, container=args.container,
+            summary = backfill(settings, connection_string=connection_string, container=args.container,
                                prefix=args.prefix, workers=args.workers, force=args.force, retry_failed=args.retry_failed)
         except NcrefsError as error:  # the container or the storage itself, not one file
-            failed = error_result(args.container or settings.source_container, error)
-            print(failed.model_dump_json(indent=2, exclude_none=True) if args.json else _describe(failed))
+            _report(error_result(args.container or settings.source_container, error), as_json)
             return error.kind.exit_code
-        print(summary.model_dump_json(indent=2) if args.json else _describe_backfill(summary))
+        print(summary.model_dump_json(indent=2) if as_json else _describe_backfill(summary))
         return 0 if summary.failed == 0 else 1
 
-    storage = Storage(settings, args.connection_string)
+    storage = Storage(settings, connection_string)
     request = ReferenceRequest(source=args.source, target=getattr(args, "target", None),
                                format=getattr(args, "format", None), scan_only=args.command == "scan")
     if not request.scan_only and request.target is None:
         _ensure_refs_container(request, storage, settings)
     result = run_request(request, settings, storage)
-    print(result.model_dump_json(indent=2, exclude_none=True) if args.json else _describe(result))
-    if result.status == "error":
-        return ERROR_TABLE[result.error.code].exit_code
-    return 0
+    _report(result, as_json)
+    return ERROR_TABLE[result.error.code].exit_code if result.status == "error" else 0
 
 
-def _ensure_refs_container(request: ReferenceRequest, storage: Storage, settings: Settings) -> None:
+def _settings(args: argparse.Namespace, as_json: bool):
+    """The settings, or None after saying in one line which one is wrong (exit 2)."""
+    from pydantic import ValidationError
+
+    from shared.settings import Settings, describe_invalid_settings, load_local_settings
+
+    try:
+        load_local_settings()
+        settings = Settings()
+    except (ValidationError, ValueError) as error:
+        message = describe_invalid_settings(error)
+        if as_json:
+            print(json.dumps({"status": "error", "error": {"code": "invalid_request", "message": message, "retryable": False,
+                                                           "hint": "Fix the setting (environment or local.settings.json)."}}))
+        else:
+            print(f"error [invalid_request] {message}", file=sys.stderr)
+        return None
+    return settings.model_copy(update={"strict": True}) if getattr(args, "strict", False) else settings
+
+
+def _report(result, as_json: bool) -> None:
+    """A result on stdout; an error, in human form, on stderr."""
+    if as_json:
+        print(result.model_dump_json(indent=2, exclude_none=True))
+    else:
+        print(_describe(result), file=sys.stderr if result.status == "error" else sys.stdout)
+
+
+def _ensure_refs_container(request, storage, settings) -> None:
+    from shared.paths import BlobLocation, parse_location
+
     try:
         source = parse_location(request.source)
     except Exception:  # noqa: BLE001 - the pipeline reports a bad source properly
@@ -98,7 +176,7 @@ def _ensure_refs_container(request: ReferenceRequest, storage: Storage, settings
             return
 
 
-def _describe(result: ReferenceResult) -> str:
+def _describe(result) -> str:
     if result.status == "error":
         e = result.error
         return f"error [{e.code}] {e.message}\n  what to do: {e.hint}"

@@ -122,8 +122,9 @@ def parse_location(text: str, *, what: str = "source", allow_local: bool = True)
             f"The {what} {text!r} uses the unsupported scheme {scheme!r}.",
             hint="Use abfs://, az://, https://<account>.blob.core.windows.net/, container/path or a local path.",
         )
-    # No scheme: an existing local file wins; otherwise "container/path".
-    if allow_local and (text.startswith(("/", "./", "../", "~")) or Path(text).expanduser().exists()):
+    # No scheme: an existing local file wins; a bare name (no "/", so no container) is a local
+    # file too; otherwise "container/path".
+    if allow_local and (text.startswith(("/", "./", "../", "~")) or "/" not in text or Path(text).expanduser().exists()):
         return _local(text, text, what)
     container, _, path = text.partition("/")
     return _blob(container, path, None, text, what)

@@ -80,11 +80,35 @@ def get_settings() -> Settings:
     return Settings()
 
 
+def describe_invalid_settings(error: Exception) -> str:
+    """One line: which setting is wrong and what it takes (never the value of a connection setting)."""
+    from pydantic import ValidationError
+
+    if not isinstance(error, ValidationError):
+        return str(error)
+    aliases = {}
+    for name, field in Settings.model_fields.items():
+        alias = field.validation_alias
+        aliases[name] = alias.choices[0] if isinstance(alias, AliasChoices) else alias
+    problems = []
+    for item in error.errors():
+        where = str(item["loc"][0]) if item["loc"] else "settings"
+        setting = aliases.get(where, where)
+        secret = setting.startswith(("DATA_STORAGE", "AzureWebJobsStorage"))
+        shown = "" if secret else f"={item.get('input')!r}"
+        problems.append(f"{setting}{shown}: {item['msg']}")
+    return "Invalid setting " + "; ".join(problems) + "."
+
+
 def load_local_settings(path: Path = Path("local.settings.json")) -> bool:
     """Put a Functions ``local.settings.json``'s Values into the environment, without overriding it."""
     if not path.is_file():
         return False
-    values = json.loads(path.read_text()).get("Values", {})
+    try:
+        document = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path} is not valid JSON ({error}); it should look like local.settings.sample.json.") from None
+    values = document.get("Values", {}) if isinstance(document, dict) else {}
     for name, value in values.items():
         os.environ.setdefault(name, str(value))
     get_settings.cache_clear()

@@ -210,7 +210,8 @@ class Storage:
             try:
                 stat = location.path.stat()
             except FileNotFoundError as error:
-                raise SourceNotFound(f"{location} does not exist.") from error
+                raise SourceNotFound(f"There is no local file {location}.",
+                                     hint="Check the path; for a blob give container/path or abfs://container/path.") from error
             if not location.path.is_file():
                 raise InvalidRequest(f"{location} is not a file.")
             return SourceInfo(stat.st_size, f'"{stat.st_mtime_ns:x}-{stat.st_size:x}"',

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
+
+import pytest
 
 from shared.cli import main
 from tests import samples
@@ -54,4 +58,84 @@ def test_console_entry_point_runs(tmp_path):
     assert done.returncode == 0, done.stderr
     assert "depth" in done.stdout
     bad = subprocess.run([sys.executable, "-m", "shared.cli", "scan", str(samples.empty(tmp_path))], capture_output=True, text=True)
-    assert bad.returncode == 2 and "not_netcdf" in bad.stdout
+    assert bad.returncode == 2 and "not_netcdf" in bad.stderr and bad.stdout == ""
+
+
+# -- the console script, as a user runs it ----------------------------------------------------------
+NCREFS = str(Path(sys.executable).parent / "ncrefs")
+
+
+def ncrefs(*args: str, env: dict | None = None, cwd=None) -> subprocess.CompletedProcess:
+    environment = {k: v for k, v in os.environ.items() if k not in ("DATA_STORAGE", "AzureWebJobsStorage")}
+    return subprocess.run([NCREFS, *args], capture_output=True, text=True, timeout=120, cwd=cwd,
+                          env={**environment, **(env or {})})
+
+
+def test_options_go_before_or_after_the_command(tmp_path, settings, service, upload, azurite):
+    source = upload(samples.nc3_64bit(tmp_path), "o/after.nc")
+    after = ncrefs("virtualize", source, "--connection-string", azurite.connection_string, "--json")
+    assert after.returncode == 0, after.stderr
+    assert json.loads(after.stdout)["output"].endswith("o/after.json")
+    before = ncrefs("--json", "--connection-string", azurite.connection_string, "scan", source)
+    assert before.returncode == 0 and json.loads(before.stdout)["status"] == "scanned"
+    by_env = ncrefs("scan", source, env={"AZURE_STORAGE_CONNECTION_STRING": azurite.connection_string})
+    assert by_env.returncode == 0 and "depth" in by_env.stdout, by_env.stderr
+
+
+def test_results_to_stdout_errors_to_stderr_and_json_alone(tmp_path):
+    good = ncrefs("scan", str(samples.nc3_64bit(tmp_path)))
+    assert good.returncode == 0 and "depth" in good.stdout and good.stderr == ""
+    bad = ncrefs("scan", str(samples.random_bytes(tmp_path)))
+    assert bad.returncode == 2 and bad.stdout == "" and "not_netcdf" in bad.stderr
+    as_json = ncrefs("scan", str(samples.random_bytes(tmp_path)), "--json")
+    assert as_json.returncode == 2 and json.loads(as_json.stdout)["error"]["code"] == "not_netcdf"
+
+
+def test_a_closed_pipe_ends_quietly(tmp_path):
+    path = samples.nc4_features(tmp_path)
+    done = subprocess.run(f"{NCREFS} scan {path} --json | head -c 10", shell=True, capture_output=True, text=True, timeout=120)
+    assert len(done.stdout) == 10
+    assert "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr
+
+
+@pytest.mark.parametrize(("env", "words"), [
+    ({"REFERENCE_FORMAT": "JSONX"}, "REFERENCE_FORMAT='JSONX': Input should be 'json', 'parquet' or 'auto'"),
+    ({"READ_BLOCK_SIZE": "4k"}, "READ_BLOCK_SIZE='4k'"),
+    ({"PARSE_WORKERS": "0"}, "PARSE_WORKERS='0'"),
+])
+def test_a_bad_setting_is_one_line_and_exit_2(env, words, tmp_path):
+    done = ncrefs("scan", "x.nc", env=env, cwd=tmp_path)
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.startswith("error [invalid_request]") and words in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
+
+
+def test_a_malformed_local_settings_file_is_one_line(tmp_path):
+    (tmp_path / "local.settings.json").write_text('{"Values": {')
+    done = ncrefs("scan", "x.nc", cwd=tmp_path)
+    assert done.returncode == 2 and "local.settings.json is not valid JSON" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_no_secret_is_ever_echoed(tmp_path):
+    key = "c2VjcmV0LWtleS1uZXZlci1wcmludGVk"
+    for args in (["virtualize", "a.nc", "b", f"DefaultEndpointsProtocol=http;AccountKey={key};"],
+                 ["virtualize", "a.nc", "--connection-string", f"AccountKey={key};BlobEndpoint=http://127.0.0.1:1/x", "--bogus"],
+                 ["--connection-string", f"BlobEndpoint=http://127.0.0.1:9/a;SharedAccessSignature=sv=1&sig={key}", "scan", "c/x.nc"]):
+        done = ncrefs(*args, cwd=tmp_path)
+        assert done.returncode != 0 and key not in done.stdout + done.stderr, args
+
+
+def test_a_missing_local_file_and_a_bare_name_get_a_local_message(tmp_path):
+    done = ncrefs("scan", "missing.nc", cwd=tmp_path)
+    assert done.returncode == 2 and "There is no local file" in done.stderr and "container" not in done.stderr.split("\n")[0]
+
+
+def test_backfill_rejects_zero_workers(tmp_path):
+    done = ncrefs("backfill", "--workers", "0", cwd=tmp_path)
+    assert done.returncode == 2 and "at least 1" in done.stderr
+
+
+def test_help_shows_an_example_and_the_exit_codes():
+    for command in ("virtualize", "scan", "backfill"):
+        done = ncrefs(command, "--help")
+        assert done.returncode == 0 and "example:" in done.stdout and "exit codes:" in done.stdout
