@@ -109,7 +109,7 @@ def _run(args: argparse.Namespace) -> int:
     # The heavy imports (Azure SDKs, numpy) only once the command line is known to be good.
     from shared.errors import ERROR_TABLE, NcrefsError
     from shared.models import ReferenceRequest
-    from shared.pipeline import error_result, run_request
+    from shared.pipeline import ensure_refs_container, error_result, run_request
     from shared.storage import Storage
 
     if args.command == "backfill":
@@ -128,7 +128,7 @@ def _run(args: argparse.Namespace) -> int:
     request = ReferenceRequest(source=args.source, target=getattr(args, "target", None),
                                format=getattr(args, "format", None), scan_only=args.command == "scan")
     if not request.scan_only and request.target is None:
-        _ensure_refs_container(request, storage, settings)
+        ensure_refs_container(request, storage, settings)
     result = run_request(request, settings, storage)
     _report(result, as_json)
     return ERROR_TABLE[result.error.code].exit_code if result.status == "error" else 0
@@ -160,20 +160,6 @@ def _report(result, as_json: bool) -> None:
         print(result.model_dump_json(indent=2, exclude_none=True))
     else:
         print(_describe(result), file=sys.stderr if result.status == "error" else sys.stdout)
-
-
-def _ensure_refs_container(request, storage, settings) -> None:
-    from shared.paths import BlobLocation, parse_location
-
-    try:
-        source = parse_location(request.source)
-    except Exception:  # noqa: BLE001 - the pipeline reports a bad source properly
-        return
-    if isinstance(source, BlobLocation):
-        try:
-            storage.ensure_container(settings.refs_container)
-        except Exception:  # noqa: BLE001 - the pipeline reports storage failures properly
-            return
 
 
 def _describe(result) -> str:

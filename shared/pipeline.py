@@ -125,6 +125,20 @@ def parse(reader: RangeReader, url: str, name: str, settings: Settings) -> Parse
     return parser_pool(settings).parse(reader, head, url=url, name=name, options=options)
 
 
+def ensure_refs_container(request: ReferenceRequest, storage: Storage, settings: Settings) -> None:
+    """Create the refs container for a blob source's mapped reference, if missing (CLI and API
+    convenience; failures are left for the pipeline to report properly)."""
+    try:
+        source = parse_location(request.source)
+    except Exception:  # noqa: BLE001 - the pipeline reports a bad source properly
+        return
+    if isinstance(source, BlobLocation):
+        try:
+            storage.ensure_container(settings.refs_container)
+        except Exception:  # noqa: BLE001 - the pipeline reports storage failures properly
+            return
+
+
 def run_request(request: ReferenceRequest, settings: Settings, storage: Storage,
                 policy: AccessPolicy = AccessPolicy()) -> ReferenceResult:
     """:func:`generate_reference`, with every failure turned into an error result."""
