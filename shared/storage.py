@@ -318,6 +318,10 @@ class Storage:
             location.path.parent.mkdir(parents=True, exist_ok=True)
             with tempfile.NamedTemporaryFile(dir=location.path.parent, prefix=".ncrefs-", delete=False) as handle:
                 handle.write(data)
+            # A temporary file is private (0600); the reference gets the mode any new file of the user gets.
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(handle.name, 0o666 & ~umask)
             os.replace(handle.name, location.path)
             return
         conditions = {}

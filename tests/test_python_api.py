@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import textwrap
@@ -49,6 +50,20 @@ def test_local_files_and_local_references(tmp_path):
         assert_reads_like_original(ds, path)
     with ncrefs.open_dataset(str(path)) as ds:
         assert_reads_like_original(ds, path)
+
+
+def test_local_references_get_the_users_file_mode(tmp_path):
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        output = Path(ncrefs.virtualize(str(samples.nc4_many_small_chunks(tmp_path))).output)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(output.stat().st_mode) == 0o644
+    ranges = [v for v in json.loads(output.read_text())["refs"].values() if isinstance(v, list)]
+    assert ranges and all(v[0] == str(tmp_path / "small_chunks.nc") for v in ranges), "chunks by local path, as the README says"
 
 
 def test_scan_and_errors(tmp_path):
