@@ -9,18 +9,16 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
 from pathlib import Path
 
-import fsspec
 import numpy as np
 import xarray as xr
 from azure.storage.blob import BlobServiceClient
 
-from scripts.adlfs_exit import detach_loopless_adlfs_finalizers
+import ncrefs as ncrefs_api
 from scripts.azurite import start_azurite
 from shared.cli import main as ncrefs
 from tests import samples
@@ -66,14 +64,18 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  refs/{blob.name} ({blob.size:,} bytes)")
 
             print("\nOpening refs/climate/2050/tas_daily.json with xarray through adlfs:")
-            dataset = open_reference("abfs://refs/climate/2050/tas_daily.json", azurite.connection_string)
+            dataset = ncrefs_api.open_dataset("abfs://refs/climate/2050/tas_daily.json",
+                                              connection_string=azurite.connection_string)
             print(dataset)
             with xr.open_dataset(originals["climate/2050/tas_daily.nc"]) as original:
                 xr.testing.assert_identical(dataset.load(), original.load())
             print(f"\nEvery value read through the reference equals the original file "
                   f"(mean tas {float(np.nanmean(dataset.tas)):.2f} K).")
         if args.keep:
-            print(f"\nAzurite keeps running (pid {azurite.process.pid}). DATA_STORAGE={azurite.connection_string}")
+            print(f"\nAzurite keeps running (pid {azurite.process.pid}, data in {azurite.location}). To use it:\n"
+                  f"  export DATA_STORAGE='{azurite.connection_string}'\n"
+                  f"To stop it and remove its data:\n"
+                  f"  kill {azurite.process.pid} && rm -rf '{azurite.location}'")
             azurite.process = None  # hand it over to the user
         return code
     finally:
@@ -81,18 +83,5 @@ def main(argv: list[str] | None = None) -> int:
             azurite.cleanup()
 
 
-def open_reference(url: str, connection_string: str) -> xr.Dataset:
-    with fsspec.open(url, "rb", connection_string=connection_string) as handle:
-        refs = json.load(handle)
-    return xr.open_dataset(
-        "reference://", engine="zarr",
-        backend_kwargs={"consolidated": False, "storage_options": {
-            "fo": refs, "remote_protocol": "abfs",
-            "remote_options": {"connection_string": connection_string, "asynchronous": True}}},
-    )
-
-
 if __name__ == "__main__":
-    code = main()
-    detach_loopless_adlfs_finalizers()
-    sys.exit(code)
+    sys.exit(main())  # ncrefs detaches adlfs' loopless finalizers at exit itself

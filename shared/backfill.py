@@ -33,6 +33,8 @@ from shared.writer import ZMETADATA
 
 MAX_ATTEMPTS = 4
 FIRST_BACKOFF_S = 0.5
+# Below this many files, one worker unless asked (starting more costs more than it saves).
+SMALL_BATCH = 50
 
 
 class BackfillSummary(BaseModel):
@@ -121,7 +123,9 @@ def backfill(
     todo, current, failed_before = plan(storage, settings, container, prefix, force=force, retry_failed=retry_failed)
     summary = BackfillSummary(container=container, prefix=prefix, candidates=len(todo) + current + failed_before,
                               skipped=current, skipped_failed=failed_before)
-    workers = max(1, min(workers or settings.parse_workers, len(todo) or 1))
+    # A parser process costs ~1 s to start: a small batch is quicker on one.
+    default = settings.parse_workers if len(todo) >= SMALL_BATCH else 1
+    workers = max(1, min(workers or default, len(todo) or 1))
     parser_pool(settings, size=workers)
     show = sys.stderr.isatty() if progress is None else progress
 

@@ -74,7 +74,7 @@ def _parser() -> argparse.ArgumentParser:
     fill = command("backfill", "reference every NetCDF blob under a prefix that needs it")
     fill.add_argument("--container", help="source container (default: SOURCE_CONTAINER, raw-netcdf)")
     fill.add_argument("--prefix", default="", help="only blobs whose names start with this")
-    fill.add_argument("--workers", type=_positive, help="files referenced at once (default: PARSE_WORKERS)")
+    fill.add_argument("--workers", type=_positive, help="files referenced at once (default: 1 below 50 files, else PARSE_WORKERS)")
     fill.add_argument("--force", action="store_true", help="regenerate references that are already current")
     fill.add_argument("--retry-failed", action="store_true",
                       help="try again files whose error record says they failed at their current version")

@@ -49,6 +49,10 @@ def open_dataset(url: str, *, group: str | None = None, connection_string: str |
     Other keyword arguments go to ``xarray.open_dataset``; ``remote_protocol`` overrides the
     scheme of a Parquet reference's chunk URLs (default: abfs, or local paths).
     """
+    # atexit runs last-registered first: (re-)register after adlfs' finalizers exist, so the
+    # clean-up runs before weakref's own exit hook calls them.
+    atexit.unregister(detach_loopless_adlfs_finalizers)
+    atexit.register(detach_loopless_adlfs_finalizers)
     scheme = urlsplit(url).scheme.lower()
     local = scheme in ("", "file") or len(scheme) == 1
     path = urlsplit(url).path if scheme == "file" else url

@@ -109,7 +109,11 @@ def generate_reference(
     if not request.scan_only:
         # Every read was pinned to info.etag (If-Match): a source replaced while we read it
         # raised SourceChanged before anything was written.
-        result.reference_bytes = write_reference(storage, virtual.refs, target, fmt, Provenance(str(source), info))
+        written = write_reference(storage, virtual.refs, target, fmt, Provenance(str(source), info))
+        result.reference_bytes = written.size
+        if written.replaced is not None:  # one reference per source: the other format's is gone, say so
+            result.warnings.append(f"Replaced this source's {'Parquet' if fmt == 'json' else 'JSON'} reference "
+                                   f"{_display(written.replaced, settings, storage)}.")
         if isinstance(source, BlobLocation):  # a stale record of an earlier failure no longer holds
             storage.delete(error_record_location(source, refs_container=settings.refs_container,
                                                  source_container=settings.source_container))

@@ -59,8 +59,14 @@ def child(location: Location, name: str) -> Location:
     return BlobLocation(location.container, f"{location.path}/{name}", location.account)
 
 
-def write_reference(storage: Storage, refs: dict, target: Location, fmt: str, provenance: Provenance) -> int:
-    """Write ``refs`` to ``target``; return the reference's size in bytes.
+@dataclass(frozen=True)
+class Written:
+    size: int  # bytes of the reference
+    replaced: Location | None = None  # the same source's reference in the other format, now removed
+
+
+def write_reference(storage: Storage, refs: dict, target: Location, fmt: str, provenance: Provenance) -> Written:
+    """Write ``refs`` to ``target``; say its size and which other reference it replaced.
 
     JSON is one atomic upload. Parquet is a directory: its ``.zmetadata`` (what readers open
     first) is removed before the parts change and written last, so a reader finds the old
@@ -89,7 +95,8 @@ def write_reference(storage: Storage, refs: dict, target: Location, fmt: str, pr
     head = _head(storage, other, other_fmt)
     if head is not None and _owner(head) == provenance.source:
         _remove_reference(storage, other)
-    return written
+        return Written(written, other)
+    return Written(written)
 
 
 def _head(storage: Storage, target: Location, fmt: str) -> BlobHead | None:

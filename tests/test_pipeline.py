@@ -71,6 +71,7 @@ def test_parquet_reference_reads_back_equal(how, tmp_path, settings, storage, se
     assert result.format == "parquet"
     names = blob_names(service, settings.refs_container)
     assert "p/chunked.json" not in names, "the JSON reference of the same source must go"
+    assert any("Replaced this source's JSON reference" in w and "p/chunked.json" in w for w in result.warnings)
     assert "p/chunked.parquet/.zmetadata" in names
     assert any(n.endswith(".parq") for n in names)
     with open_reference(result.output) as ds:
