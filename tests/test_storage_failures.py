@@ -18,7 +18,7 @@ from shared.models import ReferenceRequest
 from shared.pipeline import generate_reference
 from shared.storage import Storage
 from tests import samples
-from tests.conftest import blob_names
+from tests.conftest import assert_reads_like_original, blob_names
 
 
 def sas_connection_string(azurite, **permissions) -> str:
@@ -92,3 +92,14 @@ def test_a_source_deleted_mid_scan_is_not_found(tmp_path, settings, service, upl
     with pytest.raises(SourceNotFound, match="deleted while it was being read"):
         generate_reference(ReferenceRequest(source=source), settings, storage)
     assert blob_names(service, settings.refs_container) == []
+
+
+def test_a_read_write_sas_connection_string_does_a_full_virtualize(tmp_path, settings, service, upload, azurite,
+                                                                   open_reference):
+    path = samples.nc4_chunked_cf_time(tmp_path)
+    source = upload(path, "sas/full.nc")
+    storage = Storage(settings, sas_connection_string(azurite, read=True, write=True, create=True, delete=True, list=True))
+    result = generate_reference(ReferenceRequest(source=source), settings, storage)
+    assert result.requests >= 1 and result.output.endswith("sas/full.json")  # ranged reads went through the SAS
+    with open_reference(result.output) as ds:
+        assert_reads_like_original(ds, path)
