@@ -170,7 +170,7 @@ def _netcdf3_packing_types(reader: RangeReader) -> dict[str, dict[str, np.generi
         r.int32()
         typed = {}
         for _ in range(r.size()):
-            name = r.name().split("\x00", 1)[0]
+            name = _netcdf3_name(r.name())
             nc_type = r.int32()
             r._check_type(nc_type)
             value = r.values(nc_type, r.size())
@@ -186,7 +186,7 @@ def _netcdf3_packing_types(reader: RangeReader) -> dict[str, dict[str, np.generi
     r.int32()
     found = {}
     for _ in range(r.size()):
-        name = r.name().split("\x00", 1)[0]
+        name = _netcdf3_name(r.name())
         for _ in range(r.size()):
             r.size()  # dimension ids
         found[name] = attributes()
@@ -194,20 +194,21 @@ def _netcdf3_packing_types(reader: RangeReader) -> dict[str, dict[str, np.generi
     return found
 
 
+def _netcdf3_name(name: str) -> str:
+    """A NetCDF3 name as netCDF-C reads it: up to the first NUL (some writers pad names with
+    NULs inside their declared length, e.g. ``yy\x00``)."""
+    return name.split("\x00", 1)[0]
+
+
 def _without_nul_padding(header):
-    """Names as netCDF-C reads them: up to the first NUL (some writers pad names with NULs
-    inside their declared length, e.g. ``yy\x00``)."""
-    def clean(name: str) -> str:
-        return name.split("\x00", 1)[0]
-
     def clean_attributes(attributes: dict) -> dict:
-        return {clean(k): v for k, v in attributes.items()}
+        return {_netcdf3_name(k): v for k, v in attributes.items()}
 
-    header.dimensions = {clean(k): v for k, v in header.dimensions.items()}
+    header.dimensions = {_netcdf3_name(k): v for k, v in header.dimensions.items()}
     header.attributes = clean_attributes(header.attributes)
     for var in header.variables:
-        var.name = clean(var.name)
-        var.dimensions = tuple(clean(d) for d in var.dimensions)
+        var.name = _netcdf3_name(var.name)
+        var.dimensions = tuple(_netcdf3_name(d) for d in var.dimensions)
         var.attributes = clean_attributes(var.attributes)
     return header
 
@@ -331,10 +332,7 @@ def _decoded_fill(zarray: dict, fill) -> Any:
     return None if not value.any() else value
 
 
-def _missing_chunk_keys(refs: dict, path: str, zarray: dict, present: int) -> list[str]:
-    grid = [math.ceil(s / c) if c else 1 for s, c in zip(zarray["shape"], zarray["chunks"])]
-    if any(n == 0 for n in grid) or present >= math.prod(grid):
-        return []
+def _missing_chunk_keys(refs: dict, path: str, grid: list[int]) -> list[str]:
     keys = [".".join(map(str, idx)) for idx in np.ndindex(*grid)] if grid else ["0"]
     return [k for k in keys if f"{path}/{k}" not in refs]
 
@@ -344,7 +342,8 @@ def _materialize(refs: dict, path: str, zarray: dict, fill, present: int) -> lis
     the chunk and the total are checked before any chunk is encoded or any key enumerated."""
     dtype = np.dtype(zarray["dtype"])
     shape = tuple(zarray["chunks"]) or ()
-    missing_count = math.prod(math.ceil(s / c) if c else 1 for s, c in zip(zarray["shape"], zarray["chunks"])) - present
+    grid = [math.ceil(s / c) if c else 1 for s, c in zip(zarray["shape"], zarray["chunks"])]
+    missing_count = math.prod(grid) - present  # an empty grid (a zero-length axis) has nothing missing
     if missing_count <= 0:
         return []
     chunk_bytes = math.prod(shape) * dtype.itemsize
@@ -369,7 +368,7 @@ def _materialize(refs: dict, path: str, zarray: dict, fill, present: int) -> lis
     entry_bytes = len(encoded) + len(path) + 8 + 2 * len(shape) * len(str(max(zarray["shape"], default=0)))
     if entry_bytes * missing_count > MAX_FILL_BYTES:
         raise refuse(entry_bytes * missing_count)
-    missing = _missing_chunk_keys(refs, path, zarray, present)
+    missing = _missing_chunk_keys(refs, path, grid)
     for key in missing:
         refs[f"{path}/{key}"] = encoded
     return [f"{path}: {len(missing)} chunk(s) never written; they read as the file's fill value {fill}."]
