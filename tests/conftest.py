@@ -8,8 +8,6 @@ import uuid
 from pathlib import Path
 
 import azure.functions as func
-import fsspec
-from fsspec.implementations.reference import LazyReferenceMapper
 import pytest
 import xarray as xr
 from azure.storage.blob import BlobServiceClient
@@ -84,23 +82,11 @@ def blob_names(service: BlobServiceClient, container: str) -> list[str]:
 
 @pytest.fixture
 def open_reference(azurite):
-    """Open a reference in Azurite with xarray through adlfs, as users do."""
+    """Open a reference in Azurite with xarray through adlfs, as users do (``ncrefs.open_dataset``)."""
+    from shared.opener import open_dataset
 
     def _open(output_url: str, group: str | None = None, **options) -> xr.Dataset:
-        remote_options = {"connection_string": azurite.connection_string, "asynchronous": True}
-        if output_url.endswith(".parquet"):
-            # A Parquet reference is a directory that fsspec reads lazily, with a synchronous
-            # file system (the chunk reads themselves stay asynchronous, as zarr needs).
-            fs = fsspec.filesystem("abfs", connection_string=azurite.connection_string)
-            fo = LazyReferenceMapper(output_url.removeprefix("abfs://"), fs=fs)
-        else:
-            with fsspec.open(output_url, "rb", connection_string=azurite.connection_string) as handle:
-                fo = json.load(handle)
-        return xr.open_dataset(
-            "reference://", engine="zarr", group=group, **options,
-            backend_kwargs={"consolidated": False, "zarr_format": 2, "storage_options": {
-                "fo": fo, "remote_protocol": "abfs", "remote_options": remote_options}},
-        )
+        return open_dataset(output_url, group=group, connection_string=azurite.connection_string, **options)
 
     return _open
 
