@@ -11,7 +11,6 @@ Options go before or after the command. Results go to stdout, errors to stderr (
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import re
@@ -144,12 +143,14 @@ def _settings(args: argparse.Namespace, as_json: bool):
         load_local_settings()
         settings = Settings()
     except (ValidationError, ValueError) as error:
-        message = describe_invalid_settings(error)
+        from shared.errors import InvalidRequest
+        from shared.pipeline import error_result
+
+        invalid = InvalidRequest(describe_invalid_settings(error), hint="Fix the setting (environment or local.settings.json).")
         if as_json:
-            print(json.dumps({"status": "error", "error": {"code": "invalid_request", "message": message, "retryable": False,
-                                                           "hint": "Fix the setting (environment or local.settings.json)."}}))
-        else:
-            print(f"error [invalid_request] {message}", file=sys.stderr)
+            _report(error_result(getattr(args, "source", "settings"), invalid), as_json)
+        else:  # one line: the setting and what it takes
+            print(f"error [{invalid.code}] {invalid.message}", file=sys.stderr)
         return None
     return settings.model_copy(update={"strict": True}) if getattr(args, "strict", False) else settings
 
