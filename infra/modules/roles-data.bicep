@@ -11,7 +11,7 @@ param poisonQueueName string
 @description('Principal (object) id of the function app user-assigned identity.')
 param appPrincipalId string
 
-@description('Optional principal that may upload test files to the source container and read references. Empty: no access.')
+@description('Optional principal (the deployer) that may upload test files to the source container and run the CLI: it writes references and error records. Empty: no access.')
 param deployerPrincipalId string = ''
 
 @allowed([
@@ -104,13 +104,14 @@ resource deployerUploadsSources 'Microsoft.Authorization/roleAssignments@2022-04
   }
 }
 
-resource deployerReadsRefs 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (!empty(deployerPrincipalId)) {
-  name: guid(refsContainer.id, deployerPrincipalId, roles.storageBlobDataReader)
+// The CLI's virtualize and backfill write references and error records (and delete stale ones).
+resource deployerWritesRefs 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (!empty(deployerPrincipalId)) {
+  name: guid(refsContainer.id, deployerPrincipalId, roles.storageBlobDataContributor)
   scope: refsContainer
   properties: {
-    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageBlobDataReader)
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageBlobDataContributor)
     principalId: deployerPrincipalId
     principalType: deployerPrincipalType
-    description: 'Deployer reads references'
+    description: 'Deployer runs the ncrefs CLI (virtualize, backfill)'
   }
 }

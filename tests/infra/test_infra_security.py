@@ -278,8 +278,8 @@ def test_event_grid_may_only_write_dead_letters():
 def test_deployer_access_is_optional_and_container_scoped():
     grants = [g for g in all_grants() if g.principal == "deployerPrincipalId"]
     assert {(g.role, g.scope_name) for g in grants} == {
-        ("Storage Blob Data Contributor", "raw-netcdf"),
-        ("Storage Blob Data Reader", "refs"),
+        ("Storage Blob Data Contributor", "raw-netcdf"),  # uploads test files
+        ("Storage Blob Data Contributor", "refs"),  # the CLI's virtualize and backfill write references and error records
     }
     for grant in grants:
         assert grant.conditional, f"{grant.symbol} must depend on a deployer being given"
