@@ -40,9 +40,8 @@ param eventGridSystemTopicName string = ''
 ])
 param storageSku string = 'Standard_LRS'
 
-@description('Memory of each function instance, in MB.')
+@description('Memory of each function instance, in MB. The 512 of Flex Consumption is left out: the host, the Python worker and one parser process need more. Keep parseWorkers x parseMemoryMB + 400 within it.')
 @allowed([
-  512
   2048
   4096
 ])
@@ -82,9 +81,9 @@ param readBlockSize int = 4096
 @minValue(1)
 param parseTimeoutSeconds int = 120
 
-@description('Memory (MB) one file\'s parser process may use; keep parseWorkers x this within instanceMemoryMB plus headroom.')
+@description('Address space (MB) of one parser process (RLIMIT_AS; a warm parser already takes ~300 of it). parseWorkers x this + 400 (host and worker) must fit instanceMemoryMB: 2 x 768 for 2048, 4 x 896 or 2 x 1536 for 4096.')
 @minValue(512)
-param parseMemoryMB int = 1536
+param parseMemoryMB int = 768
 
 @description('Chunks one file may have in all (counted from its header, before any index is read).')
 @minValue(1)
@@ -94,15 +93,15 @@ param maxChunks int = 2000000
 @minValue(1)
 param maxReadMB int = 256
 
-@description('Parser processes per instance, kept warm.')
+@description('Parser processes per instance, kept warm: files parsed at once on an instance (more wait for a free one). See parseMemoryMB.')
 @minValue(1)
 @maxValue(64)
-param parseWorkers int = 4
+param parseWorkers int = 2
 
 @description('Refuse a file with any variable Zarr cannot reference exactly, instead of leaving that variable out.')
 param strictReferences bool = false
 
-@description('Object id of the person or pipeline deploying (azd: AZURE_PRINCIPAL_ID). With grantDeployerDataAccess, it may upload to the source container and read references.')
+@description('Object id of the person or pipeline deploying (azd: AZURE_PRINCIPAL_ID). With grantDeployerDataAccess, it may upload to the source container and run the CLI (virtualize, backfill), which writes to the refs container.')
 param deployerPrincipalId string = ''
 
 @allowed([

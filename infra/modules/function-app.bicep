@@ -60,9 +60,8 @@ param parseWorkers int
 
 param strictReferences bool
 
-@description('Memory of each instance, in MB.')
+@description('Memory of each instance, in MB (512 is too small for the app and a parser process).')
 @allowed([
-  512
   2048
   4096
 ])

@@ -38,7 +38,12 @@ NOT_APP_SETTINGS_IN_AZURE = {"FUNCTIONS_WORKER_RUNTIME": "functionAppConfig.runt
 # Host-level settings that exist only in Azure (the local host logs to the console).
 AZURE_ONLY = {"APPLICATIONINSIGHTS_CONNECTION_STRING", "APPLICATIONINSIGHTS_AUTHENTICATION_STRING"}
 # Settings whose Azure value differs from the local one on purpose.
-AZURE_VALUES = {"BLOB_TRIGGER_SOURCE": "EventGrid"}  # Flex Consumption supports only the Event Grid source
+AZURE_VALUES = {
+    "BLOB_TRIGGER_SOURCE": "EventGrid",  # Flex Consumption supports only the Event Grid source
+    # sized for a 2048 MB instance (test_parse_limits_fit_the_instance); the local defaults are a developer machine's
+    "PARSE_WORKERS": "2",
+    "PARSE_MEMORY_MB": "768",
+}
 
 
 def expected_azure_settings() -> set[str]:

@@ -6,6 +6,7 @@ broken wiring between files."""
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 from pathlib import Path
@@ -161,7 +162,8 @@ def test_flex_consumption_limits():
     main = m.main()
     app = m.load(m.INFRA / "modules" / "function-app.bicep")
     for template in (main, app):
-        assert template.decorator("instanceMemoryMB", "allowed") == [512, 2048, 4096]
+        # Flex Consumption offers 512 too, but the host, the worker and one parser need more (see below)
+        assert template.decorator("instanceMemoryMB", "allowed") == [2048, 4096]
         assert template.decorator("maximumInstanceCount", "min_value") == 40
         assert template.decorator("maximumInstanceCount", "max_value") == 1000
     (site,) = app.resources("Microsoft.Web/sites")
@@ -170,3 +172,50 @@ def test_flex_consumption_limits():
     args = m.module_call(main, "modules/function-app.bicep").config["params"]
     assert str(args["instanceMemoryMB"]) == "instanceMemoryMB"
     assert str(args["maximumInstanceCount"]) == "maximumInstanceCount"
+
+
+# What the Functions host and the Python worker (with numpy, h5py, xarray imported) use beside the parsers.
+HOST_HEADROOM_MB = 400
+# Azure's front end ends an HTTP request that has not answered in 230 s.
+HTTP_LIMIT_S = 230
+
+
+def sizing_rows() -> list[tuple[int, int, int]]:
+    """(instance MB, parse workers, parse memory MB) of the sizing table in infra/README.md."""
+    readme = (m.INFRA / "README.md").read_text()
+    rows = re.findall(r"^\|\s*(\d+)\s*\|\s*(\d+)\s*\|\s*(\d+)\s*\|", readme, re.MULTILINE)
+    return [tuple(int(v) for v in row) for row in rows]
+
+
+def seconds(timespan: str) -> int:
+    h, mi, s = (int(part) for part in timespan.split(":"))
+    return h * 3600 + mi * 60 + s
+
+
+def test_parse_limits_fit_the_instance():
+    """Each parser process may reach its RLIMIT_AS; all of them at once, plus the host and the
+    worker, must still fit the instance, or the instance is killed with every invocation on it."""
+    main = m.main()
+    workers, memory, instance = (main.param_default(n) for n in ("parseWorkers", "parseMemoryMB", "instanceMemoryMB"))
+    assert workers * memory + HOST_HEADROOM_MB <= instance, (workers, memory, instance)
+    # the app refuses PARSE_MEMORY_MB below 512 (shared/settings.py): so must the template
+    assert main.decorator("parseMemoryMB", "min_value") == 512 <= memory
+    rows = sizing_rows()
+    assert {r[0] for r in rows} == set(main.decorator("instanceMemoryMB", "allowed")), "README sizes every instance size"
+    assert (instance, workers, memory) in rows, "the README's sizing table shows the defaults"
+    for size, w, mb in rows:
+        assert w * mb + HOST_HEADROOM_MB <= size and mb >= 512, f"README: {w} x {mb} MB does not fit {size} MB"
+
+
+def test_parse_timeout_leaves_room_in_the_function_timeout():
+    """A blob invocation may wait for the parses queued ahead of it (the host runs
+    maxDegreeOfParallelism of them, parseWorkers at a time), then parse: all within functionTimeout.
+    One parse also fits an HTTP request."""
+    main = m.main()
+    host = json.loads((m.ROOT / "host.json").read_text())
+    function_timeout = seconds(host["functionTimeout"])
+    concurrency = host["extensions"]["blobs"]["maxDegreeOfParallelism"]
+    workers, timeout = main.param_default("parseWorkers"), main.param_default("parseTimeoutSeconds")
+    rounds = -(-concurrency // workers)
+    assert rounds * timeout + 60 <= function_timeout, (rounds, timeout, function_timeout)
+    assert timeout + 30 <= HTTP_LIMIT_S
