@@ -28,33 +28,47 @@ if Path(getattr(sys.modules.get("shared"), "__file__", "") or "").parent != _COR
 
 from shared import __version__  # noqa: E402
 from shared.errors import NcrefsError  # noqa: E402
-from shared.opener import open_dataset  # noqa: E402
 
 __all__ = ["NcrefsError", "__version__", "open_dataset", "scan", "virtualize"]
 
 
+def __getattr__(name: str):
+    # xarray and the Azure SDKs load on first use, so `import ncrefs` and `python -m ncrefs --help` stay quick.
+    if name == "open_dataset":
+        from shared.opener import open_dataset
+
+        return open_dataset
+    raise AttributeError(f"module 'ncrefs' has no attribute {name!r}")
+
+
 def virtualize(source: str, *, output: str | None = None, format: str | None = None, strict: bool = False,
-               connection_string: str | None = None):
-    """Write the reference of one file (as ``ncrefs virtualize``); returns the result model."""
-    return _run(source, output=output, format=format, strict=strict, connection_string=connection_string, scan_only=False)
+               connection_string: str | None = None, account_name: str | None = None, blob_endpoint: str | None = None):
+    """Write the reference of one file (as ``ncrefs virtualize``); returns the result model.
+
+    Storage as the CLI takes it: ``connection_string``, or ``account_name`` / ``blob_endpoint``
+    with your Azure sign-in (az login, managed identity), else the settings and environment."""
+    return _run(source, output=output, format=format, strict=strict, scan_only=False,
+                connection=dict(connection_string=connection_string, account_name=account_name, blob_endpoint=blob_endpoint))
 
 
-def scan(source: str, *, strict: bool = False, connection_string: str | None = None):
+def scan(source: str, *, strict: bool = False, connection_string: str | None = None, account_name: str | None = None,
+         blob_endpoint: str | None = None):
     """Report a file's chunking and what its reference would hold, writing nothing (as ``ncrefs scan``)."""
-    return _run(source, output=None, format=None, strict=strict, connection_string=connection_string, scan_only=True)
+    return _run(source, output=None, format=None, strict=strict, scan_only=True,
+                connection=dict(connection_string=connection_string, account_name=account_name, blob_endpoint=blob_endpoint))
 
 
-def _run(source, *, output, format, strict, connection_string, scan_only):
+def _run(source, *, output, format, strict, scan_only, connection):
     from shared.models import ReferenceRequest
     from shared.pipeline import ensure_refs_container, generate_reference
     from shared.settings import Settings, load_local_settings
     from shared.storage import Storage
 
     load_local_settings()
-    settings = Settings()
+    settings = Settings().with_connection(**connection)
     if strict:
         settings = settings.model_copy(update={"strict": True})
-    storage = Storage(settings, connection_string)
+    storage = Storage(settings)
     request = ReferenceRequest(source=source, target=output, format=format, scan_only=scan_only)
     if not scan_only and output is None:
         ensure_refs_container(request, storage, settings)

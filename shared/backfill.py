@@ -15,6 +15,7 @@ from __future__ import annotations
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from urllib.parse import unquote
@@ -115,7 +116,11 @@ def backfill(
     force: bool = False,
     retry_failed: bool = False,
     progress: bool | None = None,
+    say: Callable[[str], None] | None = None,
+    verbose: bool = False,
 ) -> BackfillSummary:
+    """Reference what needs it under ``container/prefix``. ``say`` gets lines for a person (what is about
+    to happen; with ``verbose``, one per file); ``progress`` shows a bar on stderr (default: if a terminal)."""
     started = time.perf_counter()
     container = container or settings.source_container
     storage = Storage(settings, connection_string)
@@ -126,8 +131,12 @@ def backfill(
     # A parser process costs ~1 s to start: a small batch is quicker on one.
     default = settings.parse_workers if len(todo) >= SMALL_BATCH else 1
     workers = max(1, min(workers or default, len(todo) or 1))
-    parser_pool(settings, size=workers)
     show = sys.stderr.isatty() if progress is None else progress
+    say = say or (lambda line: None)
+    if todo:
+        say(f"backfill {container}/{prefix}: {len(todo)} to reference ({current} current, {failed_before} failed before); "
+            f"starting {workers} parser process{'es' if workers > 1 else ''}...")
+    parser_pool(settings, size=workers)
 
     def work(candidate: Candidate) -> ReferenceResult:
         result = reference_one(str(candidate.source), settings, storage)
@@ -147,11 +156,22 @@ def backfill(
                 summary.failures.append(result)
             else:
                 summary.done += 1
+            if verbose:
+                if show:  # above the bar, not through it
+                    bar.write(_file_line(result), file=sys.stderr)
+                else:
+                    say(_file_line(result))
             bar.update(1)
     bar.close()
     summary.failed_by_code = dict(Counter(f.error.code for f in summary.failures if f.error))
     summary.elapsed_s = round(time.perf_counter() - started, 3)
     return summary
+
+
+def _file_line(result: ReferenceResult) -> str:
+    if result.status == "error":
+        return f"failed  {result.input}: [{result.error.code}] {result.error.message}"
+    return f"ok      {result.input} -> {result.output} ({result.chunk_count} chunks, {result.elapsed_s:.2f} s)"
 
 
 def _progress_bar(total: int, show: bool):

@@ -2,9 +2,10 @@
 
     ncrefs virtualize SOURCE [--output TARGET] [--format json|parquet|auto] [--strict] [--json]
     ncrefs scan SOURCE [--strict] [--json]
-    ncrefs backfill [--container C] [--prefix P] [--workers N] [--force] [--retry-failed] [--json]
+    ncrefs backfill [--container C] [--prefix P] [--workers N] [--force] [--retry-failed] [--verbose] [--json]
 
-Options go before or after the command. Results go to stdout, errors to stderr (with
+Storage: --connection-string, or --account-name / --blob-endpoint with az login or a managed
+identity, else the settings (see shared/settings.py). Options go before or after the command. Results go to stdout, errors to stderr (with
 ``--json`` the result or error model, and nothing else, to stdout).
 """
 
@@ -25,7 +26,8 @@ EXIT_CODES = """exit codes:
 EXAMPLES = {
     "virtualize": "example:\n  ncrefs virtualize abfs://raw-netcdf/cmip6/tas_2050.nc    # -> abfs://refs/cmip6/tas_2050.json",
     "scan": "example:\n  ncrefs scan raw-netcdf/cmip6/tas_2050.nc --json",
-    "backfill": "example:\n  ncrefs backfill --prefix cmip6/ --workers 4",
+    "backfill": "examples:\n  ncrefs backfill --prefix cmip6/ --workers 4\n"
+                "  ncrefs backfill --account-name mydata --verbose    # signed in with az login; one line per file",
 }
 _SECRET = re.compile(r"(AccountKey|SharedAccessSignature|sig)=[^;&\s'\"]+", re.IGNORECASE)
 
@@ -49,6 +51,12 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("--connection-string", default=argparse.SUPPRESS, metavar="CONNECTION_STRING",
                         help="storage connection string (default: DATA_STORAGE, AZURE_STORAGE_CONNECTION_STRING, "
                              "then AzureWebJobsStorage)")
+    common.add_argument("--account-name", default=argparse.SUPPRESS, metavar="ACCOUNT",
+                        help="storage account to reach with your Azure sign-in (az login, a managed identity or "
+                             "AZURE_CLIENT_* variables) instead of a key; default: AZURE_STORAGE_ACCOUNT")
+    common.add_argument("--blob-endpoint", default=argparse.SUPPRESS, metavar="URL",
+                        help="the account's blob endpoint, for other clouds, DNS-zone or private endpoints "
+                             "(e.g. https://<account>.blob.core.chinacloudapi.cn); sign-in as for --account-name")
     common.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print the result as JSON")
     common.add_argument("--strict", action="store_true", default=argparse.SUPPRESS,
                         help="refuse a file with a variable Zarr cannot reference, instead of leaving it out")
@@ -77,6 +85,7 @@ def _parser() -> argparse.ArgumentParser:
     fill.add_argument("--force", action="store_true", help="regenerate references that are already current")
     fill.add_argument("--retry-failed", action="store_true",
                       help="try again files whose error record says they failed at their current version")
+    fill.add_argument("--verbose", "-v", action="store_true", help="one line per file on stderr as it is done")
     return parser
 
 
@@ -87,8 +96,14 @@ def _positive(text: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    given = [f"--{name.replace('_', '-')}" for name in ("connection_string", "account_name", "blob_endpoint")
+             if hasattr(args, name)]
+    if "--connection-string" in given and len(given) > 1:
+        parser.error(f"give either --connection-string or {' / '.join(given[1:])}, not both")
     try:
-        return _run(_parser().parse_args(argv))
+        return _run(args)
     except BrokenPipeError:
         # The reader went away (ncrefs ... --json | head): end quietly, as Unix tools do.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -98,12 +113,11 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args: argparse.Namespace) -> int:
     as_json = getattr(args, "json", False)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    # Its failed-sign-in warning is a page long; the access_denied error says what to do in two lines.
+    logging.getLogger("azure.identity").setLevel(logging.ERROR)
     settings = _settings(args, as_json)
     if settings is None:
         return 2
-    connection_string = getattr(args, "connection_string", None)
-    if connection_string is None and not os.environ.get("DATA_STORAGE"):
-        connection_string = os.environ.get("AZURE_STORAGE_CONNECTION_STRING")  # as the az CLI takes it
 
     # The heavy imports (Azure SDKs, numpy) only once the command line is known to be good.
     from shared.errors import ERROR_TABLE, NcrefsError
@@ -115,15 +129,16 @@ def _run(args: argparse.Namespace) -> int:
         from shared.backfill import backfill
 
         try:
-            summary = backfill(settings, connection_string=connection_string, container=args.container,
-                               prefix=args.prefix, workers=args.workers, force=args.force, retry_failed=args.retry_failed)
+            summary = backfill(settings, container=args.container, prefix=args.prefix, workers=args.workers,
+                               force=args.force, retry_failed=args.retry_failed, verbose=args.verbose,
+                               say=lambda line: print(line, file=sys.stderr, flush=True))
         except NcrefsError as error:  # the container or the storage itself, not one file
             _report(error_result(args.container or settings.source_container, error), as_json)
             return error.kind.exit_code
         print(summary.model_dump_json(indent=2) if as_json else _describe_backfill(summary))
         return 0 if summary.failed == 0 else 1
 
-    storage = Storage(settings, connection_string)
+    storage = Storage(settings)
     request = ReferenceRequest(source=args.source, target=getattr(args, "target", None),
                                format=getattr(args, "format", None), scan_only=args.command == "scan")
     if not request.scan_only and request.target is None:
@@ -141,7 +156,9 @@ def _settings(args: argparse.Namespace, as_json: bool):
 
     try:
         load_local_settings()
-        settings = Settings()
+        settings = Settings().with_connection(connection_string=getattr(args, "connection_string", None),
+                                              account_name=getattr(args, "account_name", None),
+                                              blob_endpoint=getattr(args, "blob_endpoint", None))
     except (ValidationError, ValueError) as error:
         from shared.errors import InvalidRequest
         from shared.pipeline import error_result

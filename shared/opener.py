@@ -2,8 +2,10 @@
 
 ``open_dataset(url)`` takes a JSON or Parquet reference, a raw NetCDF blob (the slow path: the
 original through adlfs, which it says) or a local file, with the storage forms of the CLI: a
-connection string, an account name with a credential (``az login`` / managed identity through
-azure-identity), or the environment (``DATA_STORAGE``, ``AZURE_STORAGE_CONNECTION_STRING``).
+connection string, an account name or blob endpoint with a credential (``az login`` / managed
+identity through azure-identity), or the environment as the CLI reads it (``DATA_STORAGE``,
+``DATA_STORAGE__blobServiceUri``, ``AZURE_STORAGE_CONNECTION_STRING``, ``AZURE_STORAGE_ACCOUNT``).
+Blobs may be named ``abfs://container/path`` or by their ``https://`` (or Azurite ``http://``) URL.
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ from __future__ import annotations
 import atexit
 import json
 import logging
-import os
 import warnings
 import weakref
 from pathlib import Path
@@ -25,25 +26,29 @@ log = logging.getLogger("ncrefs.opener")
 
 
 def storage_options(connection_string: str | None = None, account_name: str | None = None,
-                    credential=None) -> dict:
+                    credential=None, blob_endpoint: str | None = None) -> dict:
     """adlfs options from what the caller gave, else from the environment, as the CLI takes them."""
+    from shared.settings import Settings, account_blob_url
+
+    if not (connection_string or account_name or blob_endpoint):
+        settings = Settings()  # the environment, in the CLI's order of precedence
+        connection_string, blob_endpoint = settings.connection_string, settings.blob_service_uri
+        if not (connection_string or blob_endpoint):
+            raise ValueError("No storage connection: pass connection_string=..., account_name=... (az login) or "
+                             "blob_endpoint=..., or set DATA_STORAGE / AZURE_STORAGE_CONNECTION_STRING / AZURE_STORAGE_ACCOUNT.")
     if connection_string:
         return {"connection_string": connection_string}
-    if account_name:
-        if credential is None:
-            from azure.identity.aio import DefaultAzureCredential
+    host = urlsplit(blob_endpoint or account_blob_url(account_name)).netloc
+    if credential is None:
+        from azure.identity.aio import DefaultAzureCredential
 
-            credential = DefaultAzureCredential()
-        return {"account_name": account_name, "credential": credential}
-    for name in ("DATA_STORAGE", "AZURE_STORAGE_CONNECTION_STRING", "AzureWebJobsStorage"):
-        if os.environ.get(name):
-            return {"connection_string": os.environ[name]}
-    raise ValueError("No storage connection: pass connection_string=... or account_name=..., "
-                     "or set DATA_STORAGE / AZURE_STORAGE_CONNECTION_STRING.")
+        credential = DefaultAzureCredential()
+    return {"account_name": account_name or host.split(".", 1)[0], "account_host": host, "credential": credential}
 
 
 def open_dataset(url: str, *, group: str | None = None, connection_string: str | None = None,
-                 account_name: str | None = None, credential=None, **kwargs) -> xr.Dataset:
+                 account_name: str | None = None, credential=None, blob_endpoint: str | None = None,
+                 **kwargs) -> xr.Dataset:
     """The dataset behind ``url``: a reference (``.json``, ``.parquet``), a NetCDF file, local or in storage.
 
     Other keyword arguments go to ``xarray.open_dataset``; ``remote_protocol`` overrides the
@@ -54,12 +59,17 @@ def open_dataset(url: str, *, group: str | None = None, connection_string: str |
     atexit.unregister(detach_loopless_adlfs_finalizers)
     atexit.register(detach_loopless_adlfs_finalizers)
     scheme = urlsplit(url).scheme.lower()
+    if scheme in ("http", "https"):  # a blob's URL: adlfs names it abfs://container/path
+        from shared.paths import parse_location
+
+        url = parse_location(url, allow_local=False).url("abfs")
+        scheme = "abfs"
     local = scheme in ("", "file") or len(scheme) == 1
     path = urlsplit(url).path if scheme == "file" else url
     name = url.rstrip("/").lower()
     if local and not name.endswith((".json", ".parquet")):
         return xr.open_dataset(path, group=group, **kwargs)
-    options = {} if local else storage_options(connection_string, account_name, credential)
+    options = {} if local else storage_options(connection_string, account_name, credential, blob_endpoint)
     if name.endswith((".json", ".parquet")):
         return _open_reference(path if local else url, options, group, kwargs)
     if name.endswith(NETCDF_SUFFIXES):
@@ -89,7 +99,12 @@ def _open_reference(url: str, options: dict, group: str | None, kwargs: dict) ->
         remote = remote or (urlsplit(first).scheme if "://" in first else "file")
     # Chunk URLs are in REFERENCE_URL_SCHEME (abfs by default) beside the reference, or plain paths locally.
     remote = remote or ("file" if protocol == "file" else "abfs")
-    remote_options = {**options, "asynchronous": True} if remote != "file" else {}
+    # abfs chunks use the storage options; https chunk URLs (REFERENCE_URL_SCHEME=https) are read as
+    # plain HTTP (a public container, or a SAS the caller adds through remote_options).
+    remote_options = kwargs.pop("remote_options", None)
+    if remote_options is None:
+        remote_options = ({**options, "asynchronous": True} if remote in ("abfs", "az", "abfss")
+                          else {"asynchronous": True} if remote in ("http", "https") else {})
     return xr.open_dataset("reference://", engine="zarr", group=group, **kwargs, backend_kwargs={
         "consolidated": False, "zarr_format": 2,
         "storage_options": {"fo": refs, "remote_protocol": remote, "remote_options": remote_options}})

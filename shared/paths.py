@@ -3,13 +3,16 @@
 Accepted forms of a source or target:
 
 - ``abfs://container/path``, ``abfss://…``, ``az://container/path`` (also ``container@account.dfs.core.windows.net``)
-- ``https://<account>.blob.core.windows.net/container/path`` (or ``.dfs.``)
-- Azurite's path-style ``http://127.0.0.1:10000/devstoreaccount1/container/path``
+- ``https://<account>.blob.core.windows.net/container/path`` (or ``.dfs.``), and the same under any
+  other endpoint the account is configured with: sovereign clouds (``…blob.core.chinacloudapi.cn``),
+  DNS-zone endpoints (``<account>.z12.blob.storage.azure.net``), private endpoints, custom domains
+- Azurite's path-style ``http://127.0.0.1:10000/devstoreaccount1/container/path`` (loopback hosts only)
 - ``container/path``
 - a local path or a ``file://`` URL
 
 A URL that names an endpoint (``https://…`` or path-style ``http://…``) records it on the
-:class:`BlobLocation`; ``Storage.check_account`` accepts it only when it is the configured one.
+:class:`BlobLocation`; ``Storage.check_account`` accepts it only when it is the configured one
+(compared as scheme, host and port, not by the host's shape).
 A malformed host or port (unbalanced ``[``, fullwidth ``／``/``：``, a port that is not a number
 in 1-65535) is an :class:`InvalidRequest`, never an unexpected error.
 
@@ -36,7 +39,9 @@ RESERVED_MARK = "_"
 
 _CONTAINER_RE = re.compile(r"^(?=.{3,63}$)[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9]))*$")
 _ACCOUNT_RE = re.compile(r"^[a-z0-9]{3,24}$")
-_AZURE_HOST_RE = re.compile(r"^(?P<account>[a-z0-9]{3,24})\.(?:blob|dfs)\.core\.windows\.net$")
+# <account>[.z<NN>|.privatelink].blob|dfs.<suffix>: the blob/dfs host of an account in any Azure cloud.
+_AZURE_HOST_RE = re.compile(
+    r"^(?P<account>[a-z0-9]{3,24})\.(?P<zone>(?:z\d{1,2}|privatelink)\.)?(?:blob|dfs)\.(?P<suffix>(?:[a-z0-9-]+\.)*[a-z0-9-]+)$")
 _LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "[::1]", "::1"}
 # host or [IPv6 literal], then optionally ':' and a port; userinfo is refused before this applies.
 _NETLOC_RE = re.compile(r"^(?P<host>\[[^\[\]]*\]|[^\[\]:]*)(?::(?P<port>.*))?$", re.DOTALL)
@@ -54,10 +59,16 @@ class BlobLocation:
     # not part of equality, so a location compares (and prints) as before.
     endpoint: str | None = field(default=None, compare=False)
 
-    def url(self, scheme: str = "abfs", account: str | None = None) -> str:
-        """The URL written into references and results (``abfs://container/path`` by default)."""
+    def url(self, scheme: str = "abfs", endpoint: str | None = None) -> str:
+        """The URL written into references and results (``abfs://container/path`` by default).
+
+        ``https`` URLs are built under ``endpoint``, the configured blob service URL
+        (``https://<account>.blob.core.windows.net``, a sovereign or DNS-zone endpoint, Azurite's).
+        """
         if scheme == "https":
-            return f"https://{account or self.account}.blob.core.windows.net/{self.container}/{self.path}"
+            if not endpoint:
+                raise ValueError("https URLs need the blob endpoint they live under")
+            return f"{endpoint.split('?', 1)[0].rstrip('/')}/{self.container}/{self.path}"
         return f"{scheme}://{self.container}/{self.path}"
 
     def __str__(self) -> str:
@@ -68,7 +79,7 @@ class BlobLocation:
 class LocalLocation:
     path: Path
 
-    def url(self, scheme: str = "file", account: str | None = None) -> str:
+    def url(self, scheme: str = "file", endpoint: str | None = None) -> str:
         return self.path.as_uri()
 
     def __str__(self) -> str:
@@ -136,21 +147,18 @@ def _parse_http(text: str, parts, what: str) -> BlobLocation:
     scheme = parts.scheme.lower()
     host, port = _host_and_port(text, parts, what)
     segments = parts.path.lstrip("/")
-    match = _AZURE_HOST_RE.match(host)
-    if match and scheme == "https" and port in (None, 443):
-        account = match["account"]
-        endpoint = _endpoint(scheme, host, port)
-    elif host in _LOOPBACK_HOSTS:
+    if host in _LOOPBACK_HOSTS:
         # Azurite path-style: http://127.0.0.1:10000/<account>/<container>/<path>
         account, _, segments = segments.partition("/")
         if not _ACCOUNT_RE.match(account):
             raise InvalidRequest(f"The {what} {text!r} has no valid account name after the emulator host.")
         endpoint = _endpoint(scheme, host, port, account)
     else:
-        raise SourceNotAllowed(
-            f"The {what} {text!r} is not a blob in an Azure storage account.",
-            hint="Give https://<account>.blob.core.windows.net/<container>/<path> or abfs://<container>/<path>.",
-        )
+        # Any other host is an account endpoint (Azure's in any cloud, a DNS zone, a private or
+        # custom domain): Storage.check_account accepts it only if it is the configured one.
+        match = _AZURE_HOST_RE.match(host)
+        account = match["account"] if match else None
+        endpoint = _endpoint(scheme, host, port)
     if parts.query or parts.fragment:
         raise InvalidRequest(
             f"The {what} {text!r} has a query or fragment (a SAS token?).",
@@ -182,12 +190,18 @@ def _endpoint(scheme: str, host: str, port: int | None, account: str | None = No
     """``scheme://host:port`` (default port filled in, ``.dfs.`` read as ``.blob.``), plus ``/account`` for path-style."""
     host = host.lower()
     match = _AZURE_HOST_RE.match(host)
-    if match:
-        host = f"{match['account']}.blob.core.windows.net"
+    if match:  # an account's .dfs. host is its .blob. host
+        host = f"{match['account']}.{match['zone'] or ''}blob.{match['suffix']}"
     if ":" in host:
         host = f"[{host}]"
     port = port if port is not None else _DEFAULT_PORTS.get(scheme)
     return f"{scheme}://{host}:{port}" + (f"/{account}" if account else "")
+
+
+def account_of_host(host: str) -> str | None:
+    """The account an Azure blob/dfs host names, in any cloud or DNS zone (``acct.z12.blob.storage.azure.net``)."""
+    match = _AZURE_HOST_RE.match(host.lower())
+    return match["account"] if match else None
 
 
 def blob_endpoint(url: str) -> str:

@@ -73,7 +73,7 @@ def generate_reference(
 
     reader = storage.open_source(source, settings.read_block_size)
     info = reader.info
-    url = source.url(settings.url_scheme, _account_for_urls(settings, storage))
+    url = source.url(settings.url_scheme, _endpoint_for_urls(settings, storage))
     try:
         virtual = parse(reader, url, str(source), settings)
     except NcrefsError as error:
@@ -194,15 +194,15 @@ def _choose_format(request: ReferenceRequest, target: Location | None, chunk_cou
     return fmt
 
 
-def _account_for_urls(settings: Settings, storage: Storage) -> str | None:
-    """Only https URLs name the account; abfs/az URLs leave it to the reader's options."""
-    return storage.account_name if settings.url_scheme == "https" else None
+def _endpoint_for_urls(settings: Settings, storage: Storage) -> str | None:
+    """Only https URLs name the endpoint (the configured one); abfs/az URLs leave it to the reader's options."""
+    return storage.blob_url if settings.url_scheme == "https" else None
 
 
 def _display(target: Location, settings: Settings, storage: Storage) -> str:
     if isinstance(target, LocalLocation):
         return str(target.path)
-    return target.url(settings.url_scheme, _account_for_urls(settings, storage))
+    return target.url(settings.url_scheme, _endpoint_for_urls(settings, storage))
 
 
 def _summary(refs: dict) -> dict:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ReferenceFormat = Literal["json", "parquet", "auto"]
@@ -16,6 +17,16 @@ UrlScheme = Literal["abfs", "az", "https"]
 
 # Read by the Functions host or by the trigger bindings, not by the core.
 HOST_SETTING_NAMES = frozenset({"FUNCTIONS_WORKER_RUNTIME", "AzureWebJobsStorage", "BLOB_TRIGGER_SOURCE"})
+# The az CLI's environment variables: honoured for people at a terminal, never set in the app.
+CLI_SETTING_NAMES = frozenset({"AZURE_STORAGE_CONNECTION_STRING", "AZURE_STORAGE_ACCOUNT"})
+_ACCOUNT_NAME = re.compile(r"^[a-z0-9]{3,24}$")
+
+
+def account_blob_url(account_name: str) -> str:
+    """``https://<account>.blob.core.windows.net`` (public cloud; other clouds give their endpoint)."""
+    if not _ACCOUNT_NAME.match(account_name or ""):
+        raise ValueError(f"{account_name!r} is not a storage account name (3-24 lowercase letters and digits)")
+    return f"https://{account_name}.blob.core.windows.net"
 
 
 class Settings(BaseSettings):
@@ -23,18 +34,22 @@ class Settings(BaseSettings):
 
     The data storage connection follows the Functions convention for a connection named
     ``DATA_STORAGE``: either a connection string in ``DATA_STORAGE``, or identity-based
-    settings ``DATA_STORAGE__blobServiceUri`` (+ ``__credential``, ``__clientId``).
-    Without either, ``AzureWebJobsStorage`` is used, as the Functions host would.
+    settings ``DATA_STORAGE__blobServiceUri`` (+ ``__credential``, ``__clientId``). When
+    ``DATA_STORAGE`` names neither, the az CLI's ``AZURE_STORAGE_CONNECTION_STRING`` or
+    ``AZURE_STORAGE_ACCOUNT`` (with ``az login`` / managed identity) are used, and last
+    ``AzureWebJobsStorage``, as the Functions host would.
     """
 
     model_config = SettingsConfigDict(extra="ignore", populate_by_name=True, case_sensitive=True)
 
-    connection_string: str | None = Field(
-        default=None, validation_alias=AliasChoices("DATA_STORAGE", "AzureWebJobsStorage")
-    )
+    connection_string: str | None = Field(default=None, repr=False, validation_alias="DATA_STORAGE")
     blob_service_uri: str | None = Field(default=None, validation_alias="DATA_STORAGE__blobServiceUri")
     credential: str | None = Field(default=None, validation_alias="DATA_STORAGE__credential")
     client_id: str | None = Field(default=None, validation_alias="DATA_STORAGE__clientId")
+    # Fallbacks, in this order, when DATA_STORAGE names no connection (see _fall_back).
+    az_connection_string: str | None = Field(default=None, repr=False, validation_alias="AZURE_STORAGE_CONNECTION_STRING")
+    az_account: str | None = Field(default=None, validation_alias="AZURE_STORAGE_ACCOUNT")
+    host_connection_string: str | None = Field(default=None, repr=False, validation_alias="AzureWebJobsStorage")
 
     source_container: str = Field(default="raw-netcdf", validation_alias="SOURCE_CONTAINER")
     refs_container: str = Field(default="refs", validation_alias="REFS_CONTAINER")
@@ -60,10 +75,46 @@ class Settings(BaseSettings):
     # Parser processes kept warm; more files at once wait for one.
     parse_workers: int = Field(default=4, ge=1, le=64, validation_alias="PARSE_WORKERS")
 
-    @field_validator("connection_string", "blob_service_uri", "credential", "client_id", mode="before")
+    @field_validator("connection_string", "blob_service_uri", "credential", "client_id", "az_connection_string",
+                     "az_account", "host_connection_string", mode="before")
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("az_account")
+    @classmethod
+    def _account_name(cls, value: str | None) -> str | None:
+        if value is not None:
+            account_blob_url(value)  # raises for a name that cannot be an account
+        return value
+
+    @model_validator(mode="after")
+    def _fall_back(self) -> Settings:
+        """DATA_STORAGE (a string or identity settings) wins; then the az CLI's variables; then the host's storage."""
+        if self.connection_string is None and self.blob_service_uri is None:
+            if self.az_connection_string:
+                self.connection_string = self.az_connection_string
+            elif self.az_account:
+                self.blob_service_uri = account_blob_url(self.az_account)
+            else:
+                self.connection_string = self.host_connection_string
+        return self
+
+    def with_connection(self, *, connection_string: str | None = None, account_name: str | None = None,
+                        blob_endpoint: str | None = None) -> Settings:
+        """These settings with the connection a caller gave (``--connection-string``, or ``--account-name`` /
+        ``--blob-endpoint`` for az login / managed identity); unchanged when none is given."""
+        if connection_string:
+            return self.model_copy(update={"connection_string": connection_string, "blob_service_uri": None})
+        if account_name or blob_endpoint:
+            if blob_endpoint and not re.match(r"^https?://[^/?#@\s]+(/[^?#\s]*)?$", blob_endpoint):
+                shown = blob_endpoint.split("?", 1)[0]  # never echo a SAS token
+                raise ValueError(f"--blob-endpoint {shown!r} is not a blob service URL such as "
+                                 "https://<account>.blob.core.windows.net (no SAS token: sign-in is used).")
+            uri = blob_endpoint or account_blob_url(account_name)
+            return self.model_copy(update={"connection_string": None, "blob_service_uri": uri,
+                                           "credential": None, "client_id": None})
+        return self
 
 
 def app_setting_names() -> set[str]:
@@ -72,7 +123,7 @@ def app_setting_names() -> set[str]:
     for field in Settings.model_fields.values():
         alias = field.validation_alias
         names.update(alias.choices if isinstance(alias, AliasChoices) else [alias])  # type: ignore[arg-type]
-    return {n for n in names if isinstance(n, str) and "__" not in n}
+    return {n for n in names if isinstance(n, str) and "__" not in n} - CLI_SETTING_NAMES
 
 
 @lru_cache(maxsize=1)
@@ -92,9 +143,9 @@ def describe_invalid_settings(error: Exception) -> str:
         aliases[name] = alias.choices[0] if isinstance(alias, AliasChoices) else alias
     problems = []
     for item in error.errors():
-        where = str(item["loc"][0]) if item["loc"] else "settings"
-        setting = aliases.get(where, where)
-        secret = setting.startswith(("DATA_STORAGE", "AzureWebJobsStorage"))
+        where = str(item["loc"][0]) if item["loc"] else ""
+        setting = aliases.get(where, where) or "settings"
+        secret = not where or setting.startswith(("DATA_STORAGE", "AzureWebJobsStorage", "AZURE_STORAGE"))
         shown = "" if secret else f"={item.get('input')!r}"
         problems.append(f"{setting}{shown}: {item['msg']}")
     return "Invalid setting " + "; ".join(problems) + "."

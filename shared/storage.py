@@ -41,7 +41,7 @@ from shared.errors import (
     StorageMisconfigured,
     StorageUnavailable,
 )
-from shared.paths import BlobLocation, LocalLocation, Location, blob_endpoint
+from shared.paths import BlobLocation, LocalLocation, Location, account_of_host, blob_endpoint
 from shared.reader import FIRST_READ, RangeReader
 from shared.settings import Settings
 
@@ -93,6 +93,14 @@ def _is_denied(error: Exception) -> bool:
     return isinstance(error, HttpResponseError) and error.status_code in (401, 403)
 
 
+def _no_sign_in(error: Exception) -> bool:
+    """The credential found no sign-in, so storage was never asked (the SDK: no HTTP response; obstore: its
+    credential provider failed)."""
+    if isinstance(error, ClientAuthenticationError):
+        return getattr(error, "response", None) is None
+    return isinstance(error, UnauthenticatedError) and "credential provider" in str(error)
+
+
 def _missing_refs_container(container: str) -> StorageMisconfigured:
     return StorageMisconfigured(f"There is no container {container!r} to write references into.")
 
@@ -132,6 +140,11 @@ class Storage:
                 raise InvalidRequest(f"The storage connection string is malformed: {error}",
                                      hint="Set DATA_STORAGE to a full connection string, or UseDevelopmentStorage=true for Azurite.") from error
         if self.settings.blob_service_uri:
+            if urlsplit(self.settings.blob_service_uri).scheme.lower() != "https":
+                raise InvalidRequest(
+                    f"Signing in to storage needs an https blob endpoint, not {self.settings.blob_service_uri!r}.",
+                    hint="Give https://<account>.blob.core.windows.net (or your cloud's endpoint); for Azurite use a "
+                         "connection string (UseDevelopmentStorage=true).")
             return BlobServiceClient(self.settings.blob_service_uri, credential=self._credential, **_SDK_RETRY)
         raise InvalidRequest(
             "No storage connection is configured.",
@@ -140,7 +153,13 @@ class Storage:
 
     @property
     def account_name(self) -> str:
-        return self.service.account_name
+        # The SDK knows *.blob.core.* hosts and path-style URLs, not DNS-zone ones (acct.z12.blob.storage.azure.net).
+        return self.service.account_name or account_of_host(urlsplit(self.service.url).hostname or "") or ""
+
+    @property
+    def blob_url(self) -> str:
+        """The configured blob service URL, without a SAS token: what https chunk URLs are built under."""
+        return self.service.url.split("?", 1)[0].rstrip("/")
 
     def identity(self) -> str:
         """Who storage sees, for messages (never the secret itself)."""
@@ -152,6 +171,12 @@ class Storage:
 
     def _failure(self, error: Exception, what: str, container: str, write: bool = False) -> NcrefsError:
         """A storage exception as the error ncrefs reports."""
+        if _no_sign_in(error):
+            return AccessDenied(
+                f"No Azure sign-in could get a token for storage while {what} ({self.identity()}).",
+                hint="Run `az login` (or set AZURE_CLIENT_ID, AZURE_TENANT_ID and AZURE_CLIENT_SECRET, or run where a "
+                     "managed identity is assigned), or give --connection-string / DATA_STORAGE instead.",
+            )
         if _is_denied(error):
             role = _WRITE_ROLE if write else _READ_ROLE
             return AccessDenied(
@@ -300,8 +325,15 @@ class Storage:
 
     # -- writes ----------------------------------------------------------------------------
     def ensure_container(self, container: str) -> None:
+        """Create a container if it is missing; an existing one is only looked at, which a Reader may do."""
+        client = self.service.get_container_client(container)
         try:
-            self.service.create_container(container)
+            if client.exists():
+                return
+        except (HttpResponseError, AzureError) as error:
+            raise self._failure(error, f"looking for container {container}", container) from error
+        try:
+            client.create_container()
         except ResourceExistsError:
             pass
         except (HttpResponseError, AzureError) as error:

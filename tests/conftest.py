@@ -12,7 +12,7 @@ import pytest
 import xarray as xr
 from azure.storage.blob import BlobServiceClient
 
-from scripts.adlfs_exit import detach_loopless_adlfs_finalizers
+from shared.opener import detach_loopless_adlfs_finalizers
 from tests.fidelity import assert_group_equal, open_original
 from scripts.azurite import start_azurite
 from shared.settings import Settings, get_settings

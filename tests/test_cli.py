@@ -138,4 +138,46 @@ def test_backfill_rejects_zero_workers(tmp_path):
 def test_help_shows_an_example_and_the_exit_codes():
     for command in ("virtualize", "scan", "backfill"):
         done = ncrefs(command, "--help")
-        assert done.returncode == 0 and "example:" in done.stdout and "exit codes:" in done.stdout
+        assert done.returncode == 0 and "ncrefs " + command in done.stdout.split("example")[1] and "exit codes:" in done.stdout
+
+
+# -- signing in instead of a key: --account-name / --blob-endpoint ----------------------------------
+# A managed-identity endpoint on a closed loopback port: azure-identity tries it (never the real
+# 169.254.169.254) and finds no sign-in; no az CLI profile in an empty HOME.
+NO_SIGN_IN = {"IDENTITY_ENDPOINT": "http://127.0.0.1:9/token", "IDENTITY_HEADER": "x", "AZURE_CONFIG_DIR": "/nonexistent"}
+
+
+def test_signing_in_without_a_sign_in_says_what_to_do(tmp_path):
+    done = ncrefs("scan", "raw-netcdf/a.nc", "--account-name", "acct01", "--json",
+                  env={**NO_SIGN_IN, "HOME": str(tmp_path)}, cwd=tmp_path)
+    assert done.returncode == 2, done.stderr
+    error = json.loads(done.stdout)["error"]
+    assert error["code"] == "access_denied" and "No Azure sign-in" in error["message"]
+    assert "az login" in error["hint"] and not error["retryable"]
+    assert "Traceback" not in done.stderr and "DefaultAzureCredential failed" not in done.stderr  # no page-long warning
+
+
+@pytest.mark.parametrize(("args", "words"), [
+    (["--account-name", "Not_An_Account"], "'Not_An_Account' is not a storage account name"),
+    (["--blob-endpoint", "http://127.0.0.1:9/devstoreaccount1"], "needs an https blob endpoint"),
+    (["--blob-endpoint", "https://acct01.blob.core.windows.net/?sv=1&sig=c2VjcmV0"], "not a blob service URL"),
+    (["--account-name", "acct01", "--connection-string", "UseDevelopmentStorage=true"], "not both"),
+])
+def test_a_bad_sign_in_option_is_refused_with_exit_2(args, words, tmp_path):
+    done = ncrefs("scan", "raw-netcdf/a.nc", *args, env={**NO_SIGN_IN, "HOME": str(tmp_path)}, cwd=tmp_path)
+    assert done.returncode == 2 and words in done.stderr and "Traceback" not in done.stderr
+    assert "c2VjcmV0" not in done.stderr
+
+
+def test_backfill_says_what_it_starts_and_verbose_names_every_file(tmp_path, settings, upload, azurite):
+    upload(samples.nc3_64bit(tmp_path), "v/ok.nc")
+    upload(samples.empty(tmp_path), "v/empty.nc")
+    done = ncrefs("backfill", "--prefix", "v/", "--verbose", "--json", env={
+        "DATA_STORAGE": azurite.connection_string, "SOURCE_CONTAINER": settings.source_container,
+        "REFS_CONTAINER": settings.refs_container}, cwd=tmp_path)
+    assert done.returncode == 1  # one file failed
+    assert json.loads(done.stdout)["failed_by_code"] == {"not_netcdf": 1}  # stdout: the JSON alone
+    lines = done.stderr.splitlines()
+    assert lines[0].startswith(f"backfill {settings.source_container}/v/: 2 to reference") and "starting 1 parser process" in lines[0]
+    assert any(line.startswith("ok ") and "v/ok.nc -> abfs://" in line for line in lines), lines
+    assert any(line.startswith("failed ") and "v/empty.nc: [not_netcdf]" in line for line in lines), lines

@@ -62,12 +62,8 @@ def test_parse_local_forms(tmp_path):
         ("Raw-NetCDF/x.nc", InvalidRequest),
         ("raw--netcdf/x.nc", InvalidRequest),
         ("https://acct01.blob.core.windows.net/raw-netcdf/x.nc?sig=secret", InvalidRequest),
-        ("https://acct01.blob.core.windows.net.evil.com/raw-netcdf/x.nc", SourceNotAllowed),
-        ("https://evil.com#@acct01.blob.core.windows.net/raw-netcdf/x.nc", SourceNotAllowed),
+        ("https://evil.com#@acct01.blob.core.windows.net/raw-netcdf/x.nc", InvalidRequest),  # a fragment
         ("https://acct01.blob.core.windows.net@evil.com/raw-netcdf/x.nc", SourceNotAllowed),
-        ("http://acct01.blob.core.windows.net/raw-netcdf/x.nc", SourceNotAllowed),  # plain http to Azure
-        ("https://acct01.blob.core.windows.net:8443/raw-netcdf/x.nc", SourceNotAllowed),
-        ("https://10.0.0.5/raw-netcdf/x.nc", SourceNotAllowed),
         ("abfs://raw-netcdf@evil.com/x.nc", SourceNotAllowed),
     ],
 )
@@ -133,10 +129,9 @@ def test_mapping_changes_only_the_final_suffix(folders, stem, suffix, fmt):
     new_suffix = ".json" if fmt == "json" else ".parquet"
     assert target.path.endswith(new_suffix)
     kept = target.path[: -len(new_suffix)]
-    if suffix in NETCDF_SUFFIXES:
-        assert kept + suffix == name
-    else:
-        assert kept == name
+    # the final NetCDF suffix, whether it came from `suffix` or ends the stem itself (".NC" + "")
+    known = next((k for k in NETCDF_SUFFIXES if name.lower().endswith(k)), "")
+    assert kept + name[len(name) - len(known):] == name
     assert target.path.split("/")[:-1] == name.split("/")[:-1]
     assert reference_name(name, fmt) == target.path
 
@@ -153,6 +148,11 @@ def test_mapping_changes_only_the_final_suffix(folders, stem, suffix, fmt):
         ("https://acct01.blob.core.windows.net/raw-netcdf/x.nc", "https://acct01.blob.core.windows.net:443"),
         ("https://ACCT01.Blob.Core.Windows.Net:443/raw-netcdf/x.nc", "https://acct01.blob.core.windows.net:443"),
         ("https://acct01.dfs.core.windows.net/raw-netcdf/x.nc", "https://acct01.blob.core.windows.net:443"),
+        ("https://acct01.dfs.core.chinacloudapi.cn/raw-netcdf/x.nc", "https://acct01.blob.core.chinacloudapi.cn:443"),
+        ("https://acct01.z12.blob.storage.azure.net/raw-netcdf/x.nc", "https://acct01.z12.blob.storage.azure.net:443"),
+        ("https://acct01.privatelink.dfs.core.windows.net/raw-netcdf/x.nc", "https://acct01.privatelink.blob.core.windows.net:443"),
+        ("https://files.contoso.internal/raw-netcdf/x.nc", "https://files.contoso.internal:443"),  # a custom domain
+        ("https://10.0.0.5:8443/raw-netcdf/x.nc", "https://10.0.0.5:8443"),
         ("abfs://raw-netcdf@acct01.dfs.core.windows.net/x.nc", None),  # names an account only
         ("abfs://raw-netcdf/x.nc", None),
         ("raw-netcdf/x.nc", None),
@@ -182,6 +182,9 @@ def test_blob_endpoint_normalizes_the_configured_url(configured, endpoint):
 AZURITE_AT_54321 = ("DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=a2V5;"
                     "BlobEndpoint=http://127.0.0.1:54321/devstoreaccount1;")
 AZURE_ACCT01 = "DefaultEndpointsProtocol=https;AccountName=acct01;AccountKey=a2V5;EndpointSuffix=core.windows.net"
+CHINA_ACCT01 = "DefaultEndpointsProtocol=https;AccountName=acct01;AccountKey=a2V5;EndpointSuffix=core.chinacloudapi.cn"
+DNS_ZONE_ACCT01 = "AccountName=acct01;AccountKey=a2V5;BlobEndpoint=https://acct01.z12.blob.storage.azure.net/"
+PRIVATE_ACCT01 = "AccountName=acct01;AccountKey=a2V5;BlobEndpoint=https://files.contoso.internal/"
 
 
 @pytest.mark.parametrize(
@@ -204,6 +207,22 @@ AZURE_ACCT01 = "DefaultEndpointsProtocol=https;AccountName=acct01;AccountKey=a2V
         (AZURE_ACCT01, "https://acct01.dfs.core.windows.net/raw-netcdf/x.nc", True),  # .dfs. is the same account
         (AZURE_ACCT01, "https://acct02.blob.core.windows.net/raw-netcdf/x.nc", False),
         (AZURE_ACCT01, "http://127.0.0.1:10000/acct01/raw-netcdf/x.nc", False),  # emulator, not Azure
+        (AZURE_ACCT01, "https://acct01.blob.core.windows.net.evil.com/raw-netcdf/x.nc", False),
+        (AZURE_ACCT01, "http://acct01.blob.core.windows.net/raw-netcdf/x.nc", False),  # plain http to Azure
+        (AZURE_ACCT01, "https://acct01.blob.core.windows.net:8443/raw-netcdf/x.nc", False),
+        (AZURE_ACCT01, "https://10.0.0.5/raw-netcdf/x.nc", False),
+        (AZURE_ACCT01, "https://acct01.blob.core.chinacloudapi.cn/raw-netcdf/x.nc", False),  # same name, other cloud
+        (CHINA_ACCT01, "https://acct01.blob.core.chinacloudapi.cn/raw-netcdf/x.nc", True),  # a sovereign cloud
+        (CHINA_ACCT01, "https://acct01.dfs.core.chinacloudapi.cn/raw-netcdf/x.nc", True),
+        (CHINA_ACCT01, "abfs://raw-netcdf@acct01.dfs.core.chinacloudapi.cn/x.nc", True),
+        (CHINA_ACCT01, "https://acct01.blob.core.windows.net/raw-netcdf/x.nc", False),
+        (DNS_ZONE_ACCT01, "https://acct01.z12.blob.storage.azure.net/raw-netcdf/x.nc", True),
+        (DNS_ZONE_ACCT01, "https://acct01.z13.blob.storage.azure.net/raw-netcdf/x.nc", False),  # another zone
+        (DNS_ZONE_ACCT01, "https://acct01.blob.core.windows.net/raw-netcdf/x.nc", False),
+        (PRIVATE_ACCT01, "https://files.contoso.internal/raw-netcdf/x.nc", True),  # private endpoint / custom domain
+        (PRIVATE_ACCT01, "https://FILES.contoso.internal:443/raw-netcdf/x.nc", True),
+        (PRIVATE_ACCT01, "https://files.contoso.internal.evil.com/raw-netcdf/x.nc", False),
+        (PRIVATE_ACCT01, "raw-netcdf/x.nc", True),
     ],
 )
 def test_check_account_accepts_only_the_configured_endpoint(connection_string, text, allowed):
@@ -275,3 +294,18 @@ def test_any_netloc_parses_or_is_refused_with_a_reason(scheme, netloc):
         assert error.message and error.hint
     else:
         assert isinstance(location, BlobLocation)
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "url"),
+    [
+        ("https://acct01.blob.core.windows.net/", "https://acct01.blob.core.windows.net/raw-netcdf/a/x.nc"),
+        ("https://acct01.blob.core.chinacloudapi.cn", "https://acct01.blob.core.chinacloudapi.cn/raw-netcdf/a/x.nc"),
+        ("https://acct01.z12.blob.storage.azure.net/?sv=1&sig=SECRET", "https://acct01.z12.blob.storage.azure.net/raw-netcdf/a/x.nc"),
+        ("http://127.0.0.1:10000/devstoreaccount1", "http://127.0.0.1:10000/devstoreaccount1/raw-netcdf/a/x.nc"),
+    ],
+)
+def test_https_urls_are_built_under_the_configured_endpoint(endpoint, url):
+    assert BlobLocation("raw-netcdf", "a/x.nc").url("https", endpoint) == url
+    with pytest.raises(ValueError):
+        BlobLocation("raw-netcdf", "a/x.nc").url("https")  # never a guessed public-cloud host

@@ -156,3 +156,18 @@ def test_local_file_reference_lies_beside_it(tmp_path, settings, storage):
         "consolidated": False, "storage_options": {"fo": refs, "remote_protocol": "file"}}) as ds:
         assert_reads_like_original(ds, path)
     assert fsspec  # the reader users use for local references
+
+
+def test_https_chunk_urls_name_the_configured_endpoint(tmp_path, azurite, settings, service, upload, open_reference):
+    """REFERENCE_URL_SCHEME=https builds chunk URLs under the configured blob endpoint (here Azurite's; in
+    Azure the account's, in whatever cloud or DNS zone), and a reader of a public container opens them."""
+    settings = settings.model_copy(update={"url_scheme": "https"})
+    path = samples.nc4_chunked_cf_time(tmp_path)
+    source = upload(path, "h/tas.nc")
+    result = generate_reference(ReferenceRequest(source=source), settings, Storage(settings))
+    endpoint = service.url.rstrip("/")
+    assert result.output == f"{endpoint}/{settings.refs_container}/h/tas.json"
+    urls = {v[0] for v in reference_json(service, settings, "h/tas.json")["refs"].values() if isinstance(v, list)}
+    assert urls == {f"{endpoint}/{source}"}
+    service.get_container_client(settings.source_container).set_container_access_policy({}, public_access="blob")
+    assert_reads_like_original(open_reference(result.output), path)
