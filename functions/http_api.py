@@ -1,4 +1,4 @@
-"""HTTP triggers: POST /api/generate-reference and GET /api/health."""
+"""HTTP triggers: POST /api/generate-reference, the dataset routes and GET /api/health."""
 
 import azure.functions as func
 
@@ -19,6 +19,21 @@ def _respond(response: api.ApiResponse) -> func.HttpResponse:
 def generate_reference(req: func.HttpRequest) -> func.HttpResponse:
     settings = get_settings()
     return _respond(api.generate(req.get_body(), req.headers.get("content-type"), settings, shared_storage(settings)))
+
+
+@bp.function_name("dataset_show")
+@bp.route(route="datasets/{name}", methods=[func.HttpMethod.GET], auth_level=func.AuthLevel.FUNCTION)
+def dataset_show(req: func.HttpRequest) -> func.HttpResponse:
+    settings = get_settings()
+    return _respond(api.dataset_show(req.route_params.get("name", ""), settings, shared_storage(settings)))
+
+
+@bp.function_name("dataset_build")
+@bp.route(route="datasets/{name}/build", methods=[func.HttpMethod.POST], auth_level=func.AuthLevel.FUNCTION)
+def dataset_build(req: func.HttpRequest) -> func.HttpResponse:
+    settings = get_settings()
+    return _respond(api.dataset_build(req.route_params.get("name", ""), req.params.get("rebuild"), settings,
+                                      shared_storage(settings)))
 
 
 @bp.function_name("health")

@@ -1,6 +1,7 @@
 """The HTTP API, independent of any web framework: a request body in, a status and JSON out.
 
-``POST /api/generate-reference`` takes ``{"netcdf_url", "output_url"?, "format"?, "scan_only"?}``
+``GET /api/datasets/{name}`` and ``POST /api/datasets/{name}/build`` answer as ``ncrefs dataset
+show/build --json`` do. ``POST /api/generate-reference`` takes ``{"netcdf_url", "output_url"?, "format"?, "scan_only"?}``
 and answers 200 with the pipeline's result model, or ``{"status": "error", "error": {...}}``
 with the status ``shared.errors.ERROR_TABLE`` gives the error's code. ``GET /api/health``
 reports whether storage and both containers answer.
@@ -88,6 +89,29 @@ def _refuse_duplicate_keys(pairs: list[tuple[str, object]]) -> dict:
             raise _DuplicateKey(key)
         payload[key] = value
     return payload
+
+
+def dataset_show(name: str, settings: Settings, storage: Storage) -> ApiResponse:
+    """``GET /api/datasets/{name}``: what ``ncrefs dataset show --json`` prints."""
+    from shared import datasets
+
+    return _dataset_call(name, lambda: datasets.show(settings, storage, name))
+
+
+def dataset_build(name: str, rebuild: str | None, settings: Settings, storage: Storage) -> ApiResponse:
+    """``POST /api/datasets/{name}/build[?rebuild=true]``: what ``ncrefs dataset build --json`` prints."""
+    from shared import datasets
+
+    if rebuild not in (None, "", "true", "false"):
+        return _error(InvalidRequest(f"rebuild={rebuild!r} is neither true nor false."))
+    return _dataset_call(name, lambda: datasets.build(settings, storage, name, rebuild=rebuild == "true"))
+
+
+def _dataset_call(name: str, call) -> ApiResponse:
+    try:
+        return ApiResponse(200, call().model_dump(mode="json"))
+    except Exception as error:  # noqa: BLE001 - every failure becomes a typed response
+        return _error_from_info(error_result(name, error).error)
 
 
 def health(settings: Settings, storage: Storage) -> ApiResponse:

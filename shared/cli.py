@@ -3,6 +3,7 @@
     ncrefs virtualize SOURCE [--output TARGET] [--format json|parquet|auto] [--strict] [--json]
     ncrefs scan SOURCE [--strict] [--json]
     ncrefs backfill [--container C] [--prefix P] [--workers N] [--force] [--retry-failed] [--verbose] [--json]
+    ncrefs dataset create|show|list|build|delete ...   and   ncrefs open NAME|URL  (shared/cli_datasets.py)
 
 Storage: --connection-string, or --account-name / --blob-endpoint with az login or a managed
 identity, else the settings (see shared/settings.py). Options go before or after the command. Results go to stdout, errors to stderr (with
@@ -18,6 +19,7 @@ import re
 import sys
 
 from shared import __version__
+from shared import cli_datasets
 
 EXIT_CODES = """exit codes:
   0  success
@@ -26,6 +28,7 @@ EXIT_CODES = """exit codes:
 EXAMPLES = {
     "virtualize": "example:\n  ncrefs virtualize abfs://raw-netcdf/cmip6/tas_2050.nc    # -> abfs://refs/cmip6/tas_2050.json",
     "scan": "example:\n  ncrefs scan raw-netcdf/cmip6/tas_2050.nc --json",
+    **cli_datasets.EXAMPLES,
     "backfill": "examples:\n  ncrefs backfill --prefix cmip6/ --workers 4\n"
                 "  ncrefs backfill --account-name mydata --verbose    # signed in with az login; one line per file",
 }
@@ -67,8 +70,10 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     def command(name: str, summary: str) -> argparse.ArgumentParser:
-        return commands.add_parser(name, help=summary, description=summary, parents=[common],
-                                   epilog=f"{EXAMPLES[name]}\n\n{EXIT_CODES}", **layout)
+        sub = commands.add_parser(name, help=summary, description=summary, parents=[common],
+                                  epilog=f"{EXAMPLES[name]}\n\n{EXIT_CODES}", **layout)
+        sub._ncrefs_parents = [common]  # for nested commands (dataset create, ...)
+        return sub
 
     virtualize = command("virtualize", "write the reference of one file")
     virtualize.add_argument("source", help="abfs://container/path, https://<account>.blob.core.windows.net/..., container/path, or a local file")
@@ -86,6 +91,7 @@ def _parser() -> argparse.ArgumentParser:
     fill.add_argument("--retry-failed", action="store_true",
                       help="try again files whose error record says they failed at their current version")
     fill.add_argument("--verbose", "-v", action="store_true", help="one line per file on stderr as it is done")
+    cli_datasets.add_commands(command)
     return parser
 
 
@@ -124,6 +130,9 @@ def _run(args: argparse.Namespace) -> int:
     from shared.models import ReferenceRequest
     from shared.pipeline import ensure_refs_container, error_result, run_request
     from shared.storage import Storage
+
+    if args.command in ("dataset", "open"):
+        return cli_datasets.run(args, settings, as_json)
 
     if args.command == "backfill":
         from shared.backfill import backfill

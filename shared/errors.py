@@ -29,7 +29,10 @@ ERROR_TABLE: dict[str, ErrorKind] = {
     "limits_exceeded": ErrorKind(422, 2, False),
     "conflict": ErrorKind(409, 2, False),
     "access_denied": ErrorKind(403, 2, False),
+    "not_combinable": ErrorKind(422, 2, False),
+    "dataset_not_found": ErrorKind(404, 2, False),
     "source_changed": ErrorKind(409, 1, True),
+    "dataset_busy": ErrorKind(503, 1, True),
     "storage_unavailable": ErrorKind(503, 1, True),
     "storage_misconfigured": ErrorKind(503, 1, True),
     "internal": ErrorKind(500, 1, False),
@@ -112,6 +115,22 @@ class AccessDenied(NcrefsError):
         "Give the identity ncrefs runs as the role it needs on the container: Storage Blob Data Reader on the "
         "source container, Storage Blob Data Contributor on the refs container (or check the account key)."
     )
+
+
+class NotCombinable(NcrefsError):
+    code = "not_combinable"
+    default_hint = ("The file keeps its own reference; the dataset keeps its last good version. Fix or move the file, "
+                    "or define a separate dataset for files encoded this way.")
+
+
+class DatasetNotFound(NcrefsError):
+    code = "dataset_not_found"
+    default_hint = "List the datasets with `ncrefs dataset list`, or define one with `ncrefs dataset create`."
+
+
+class DatasetBusy(NcrefsError):
+    code = "dataset_busy"
+    default_hint = "Another update of this dataset is running; try again in a minute (the blob trigger retries by itself)."
 
 
 class SourceChanged(NcrefsError):

@@ -6,6 +6,7 @@
   can never succeed.
 - A retryable failure (storage unavailable, source changed) raises, so the host retries and
   finally moves the event to the poison queue.
+- A success updates every dataset whose prefix holds the file (``shared/datasets``).
 - A success (here or through the API or CLI) removes a stale error record. Running twice for the same blob, even at once,
   leaves one valid reference: each write is an atomic overwrite of the same content.
 """
@@ -15,8 +16,9 @@ from __future__ import annotations
 import logging
 from typing import Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
+from shared.datasets import DatasetChange, update_for_source
 from shared.errors import NcrefsError
 from shared.models import ReferenceRequest, ReferenceResult
 from shared.paths import BlobLocation, is_netcdf_name
@@ -33,6 +35,7 @@ class BlobOutcome(BaseModel):
     source: str
     result: ReferenceResult | None = None
     error_record: str | None = None
+    datasets: list[DatasetChange] = Field(default_factory=list)
 
 
 def reference_created_blob(container: str, name: str, settings: Settings, storage: Storage) -> BlobOutcome:
@@ -52,7 +55,10 @@ def reference_created_blob(container: str, name: str, settings: Settings, storag
         failed = error_result(str(source), error)
     else:  # the pipeline removed any stale error record
         log.info("referenced %s -> %s (%d bytes read)", source, result.output, result.bytes_read)
-        return BlobOutcome(action="referenced", source=str(source), result=result)
+        # Then the datasets that hold it: a file that does not fit one is recorded there; a retryable
+        # failure raises, and the retry finds the reference current and the dataset update still due.
+        changes = update_for_source(settings, storage, source, result)
+        return BlobOutcome(action="referenced", source=str(source), result=result, datasets=changes)
 
     log.error("cannot reference %s: [%s] %s", source, failed.error.code, failed.error.message)
     try:

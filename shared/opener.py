@@ -48,11 +48,13 @@ def storage_options(connection_string: str | None = None, account_name: str | No
 
 def open_dataset(url: str, *, group: str | None = None, connection_string: str | None = None,
                  account_name: str | None = None, credential=None, blob_endpoint: str | None = None,
-                 **kwargs) -> xr.Dataset:
-    """The dataset behind ``url``: a reference (``.json``, ``.parquet``), a NetCDF file, local or in storage.
+                 version: str | None = None, **kwargs) -> xr.Dataset:
+    """The dataset behind ``url``: a reference (``.json``, ``.parquet``), a dataset (its name, or its
+    Icechunk repository ``….icechunk``), a NetCDF file, local or in storage.
 
-    Other keyword arguments go to ``xarray.open_dataset``; ``remote_protocol`` overrides the
-    scheme of a Parquet reference's chunk URLs (default: abfs, or local paths).
+    ``version``: a snapshot id or tag of an Icechunk dataset (default: its latest state). Other
+    keyword arguments go to ``xarray.open_dataset``; ``remote_protocol`` overrides the scheme of a
+    Parquet reference's chunk URLs (default: abfs, or local paths).
     """
     # atexit runs last-registered first: (re-)register after adlfs' finalizers exist, so the
     # clean-up runs before weakref's own exit hook calls them.
@@ -67,6 +69,11 @@ def open_dataset(url: str, *, group: str | None = None, connection_string: str |
     local = scheme in ("", "file") or len(scheme) == 1
     path = urlsplit(url).path if scheme == "file" else url
     name = url.rstrip("/").lower()
+    if name.endswith(".icechunk") or (local and _is_dataset_name(url)):
+        connection = {"connection_string": connection_string, "account_name": account_name, "blob_endpoint": blob_endpoint}
+        return _open_dataset_output(url, connection, version, group, kwargs)
+    if version is not None:
+        raise ValueError(f"version= applies to Icechunk datasets (a dataset name or a ….icechunk URL), not to {url}.")
     if local and not name.endswith((".json", ".parquet")):
         return xr.open_dataset(path, group=group, **kwargs)
     options = {} if local else storage_options(connection_string, account_name, credential, blob_endpoint)
@@ -80,6 +87,37 @@ def open_dataset(url: str, *, group: str | None = None, connection_string: str |
         handle = fsspec.open(url, "rb", **options).open()
         return xr.open_dataset(handle, engine="h5netcdf", group=group, **kwargs)
     raise ValueError(f"{url} is neither a reference (.json, .parquet) nor a NetCDF file ({', '.join(NETCDF_SUFFIXES)}).")
+
+
+def _is_dataset_name(text: str) -> bool:
+    from shared.datasets.model import NAME_RE
+
+    return bool(NAME_RE.match(text)) and not Path(text).exists()
+
+
+def _open_dataset_output(url: str, connection: dict, version: str | None, group: str | None, kwargs: dict) -> xr.Dataset:
+    """A dataset by name (its Icechunk output, else its Parquet or JSON one) or its Icechunk repository's URL."""
+    from shared.datasets import icechunk_repo, load_definition
+    from shared.datasets.model import output_location
+    from shared.paths import parse_location
+    from shared.settings import Settings
+    from shared.storage import Storage
+
+    storage = Storage(Settings().with_connection(**connection))
+    if group is not None:
+        kwargs["group"] = group
+    if url.rstrip("/").lower().endswith(".icechunk"):
+        location = parse_location(url.rstrip("/"), allow_local=False)
+        storage.check_account(location)
+        return icechunk_repo.open_xarray(storage, location, version=version, **kwargs)
+    definition = load_definition(storage.settings, storage, url)
+    output = next(o for o in ("icechunk", "parquet", "json") if o in definition.outputs)
+    location = output_location(storage.settings.refs_container, definition.name, output)
+    if output == "icechunk":
+        return icechunk_repo.open_xarray(storage, location, [definition.container], version=version, **kwargs)
+    if version is not None:
+        raise ValueError(f"Dataset {url!r} has no Icechunk output, so it keeps no versions.")
+    return _open_reference(location.url("abfs"), storage.fsspec_options(), None, kwargs)
 
 
 def _open_reference(url: str, options: dict, group: str | None, kwargs: dict) -> xr.Dataset:

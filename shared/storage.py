@@ -9,9 +9,13 @@ service URI with a managed identity. Local files are served too, for the CLI.
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import tempfile
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from functools import cached_property
@@ -186,7 +190,8 @@ class Storage:
             )
         return _unavailable(error, what)
 
-    def _store(self, container: str) -> AzureStore:
+    def object_store(self, container: str) -> AzureStore:
+        """An obstore store for one container (what virtualizarr reads through)."""
         if container not in self._stores:
             url = urlsplit(self.service.url)  # a SAS connection string puts its token in the query
             endpoint = f"{url.scheme}://{url.netloc}{url.path}".rstrip("/")
@@ -205,6 +210,16 @@ class Storage:
                 client_options=options, retry_config=_OBSTORE_RETRY, **auth,
             )
         return self._stores[container]
+
+    def fsspec_options(self) -> dict:
+        """adlfs options for the same connection (for readers built on fsspec)."""
+        if self._connection_string:
+            return {"connection_string": self._connection_string}
+        from azure.identity.aio import DefaultAzureCredential
+
+        host = urlsplit(self.blob_url).netloc
+        return {"account_name": self.account_name, "account_host": host,
+                "credential": DefaultAzureCredential(managed_identity_client_id=self.settings.client_id)}
 
     def check_account(self, location: Location) -> None:
         """Refuse a blob URL that names another endpoint or storage account than the one configured.
@@ -278,7 +293,7 @@ class Storage:
             reader.info = info
             return reader
 
-        store = self._store(location.container)
+        store = self.object_store(location.container)
         try:
             first = obstore.get(store, location.path, options={"range": (0, FIRST_READ)})
             head = first.bytes().to_bytes()
@@ -338,6 +353,62 @@ class Storage:
             pass
         except (HttpResponseError, AzureError) as error:
             raise self._failure(error, f"creating container {container}", container, write=True) from error
+
+    def get(self, location: BlobLocation) -> tuple[bytes, str] | None:
+        """A small blob's bytes and ETag, or None when it does not exist."""
+        try:
+            download = self.service.get_blob_client(location.container, location.path).download_blob()
+            return download.readall(), download.properties.etag
+        except ResourceNotFoundError:
+            return None
+        except (HttpResponseError, AzureError) as error:
+            raise self._failure(error, f"reading {location}", location.container) from error
+
+    @contextmanager
+    def lease(self, location: BlobLocation, *, wait_s: float, busy: Callable[[], NcrefsError]) -> Iterator[None]:
+        """Hold a lease on ``location`` (created empty if missing) while the block runs: one holder at a time.
+
+        Waits up to ``wait_s`` for another holder, then raises ``busy()``. The lease lasts 60 s and
+        is renewed every 15 s while held, so a holder that dies frees it within a minute.
+        """
+        client = self.service.get_blob_client(location.container, location.path)
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                lease = client.acquire_lease(lease_duration=60)
+                break
+            except ResourceNotFoundError:
+                try:
+                    client.upload_blob(b"", overwrite=False)
+                except ResourceExistsError:
+                    pass
+                except ResourceNotFoundError as error:
+                    raise _missing_refs_container(location.container) from error
+            except ResourceExistsError:  # 409 LeaseAlreadyPresent
+                if time.monotonic() > deadline:
+                    raise busy() from None
+                time.sleep(random.uniform(0.05, 0.3))
+            except (HttpResponseError, AzureError) as error:
+                raise self._failure(error, f"leasing {location}", location.container, write=True) from error
+        stop = threading.Event()
+
+        def renew() -> None:
+            while not stop.wait(15):
+                try:
+                    lease.renew()
+                except AzureError:
+                    return
+
+        renewer = threading.Thread(target=renew, daemon=True)
+        renewer.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            try:
+                lease.release()
+            except AzureError:
+                pass  # it expires by itself within a minute
 
     def put(self, location: Location, data: bytes, *, content_type: str, metadata: dict[str, str] | None = None,
             if_etag: str | None = None, if_absent: bool = False) -> None:

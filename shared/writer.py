@@ -83,7 +83,7 @@ def write_reference(storage: Storage, refs: dict, target: Location, fmt: str, pr
                             if_etag=version, if_absent=version is None)
                 written = len(data)
             else:
-                written = _write_parquet(storage, refs, target, metadata)
+                written = write_parquet_directory(storage, refs, target, metadata)
             break
         except WriteRaced:
             continue  # someone wrote it meanwhile: look again who owns it
@@ -132,7 +132,8 @@ def claim(storage: Storage, target: Location, fmt: str, source: str) -> str | No
     )
 
 
-def _write_parquet(storage: Storage, refs: dict, target: Location, metadata: dict[str, str]) -> int:
+def write_parquet_directory(storage: Storage, refs: dict, target: Location, metadata: dict[str, str]) -> int:
+    """Write ``refs`` as a Parquet reference directory; readers see the old one, none, or the whole new one."""
     from kerchunk.df import refs_to_dataframe
 
     with tempfile.TemporaryDirectory(prefix="ncrefs-parquet-") as tmp:

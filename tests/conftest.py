@@ -110,11 +110,13 @@ def app_functions() -> dict:
 @pytest.fixture
 def call_http(app_functions):
     def _call(name: str, body: bytes | dict | None = None, *, method: str = "POST",
-              content_type: str | None = "application/json") -> tuple[int, dict, func.HttpResponse]:
+              content_type: str | None = "application/json", route_params: dict | None = None,
+              params: dict | None = None) -> tuple[int, dict, func.HttpResponse]:
         raw = json.dumps(body).encode() if isinstance(body, dict) else (body or b"")
         headers = {"content-type": content_type} if content_type else {}
-        route = json.loads(app_functions[name].get_function_json())["bindings"][0]["route"]
-        request = func.HttpRequest(method=method, url=f"http://localhost:7071/api/{route}", body=raw, headers=headers)
+        route = json.loads(app_functions[name].get_function_json())["bindings"][0]["route"].format(**(route_params or {}))
+        request = func.HttpRequest(method=method, url=f"http://localhost:7071/api/{route}", body=raw, headers=headers,
+                                   route_params=route_params or {}, params=params or {})
         response = app_functions[name].get_user_function()(request)
         return response.status_code, json.loads(response.get_body()), response
 

@@ -266,3 +266,41 @@ GOOD = {
     "nc3_64bit": nc3_64bit,
     "nc3_cdf5": nc3_cdf5,
 }
+
+
+def daily(directory: Path, day: int, *, units: str = "days since 2000-01-01", steps: int = 1, chunk_steps: int = 1,
+          scale_factor: float | None = None, fill_value: float | None = None, compress: bool = True,
+          drop: str | None = None, calendar: str = "standard", seed: int | None = None, name: str | None = None) -> Path:
+    """One file of a daily series shaped like CMIP6 output (time, lat, lon), starting at 2000-01-01 + ``day``.
+
+    The options make the traps of combining files: other time units (same dates), packing,
+    fill values, chunking, codecs, a variable missing.
+    """
+    origin = np.datetime64(units.split("since", 1)[1].strip()[:10])
+    offset = int((np.datetime64("2000-01-01") - origin) / np.timedelta64(1, "D"))
+    rng = np.random.default_rng(day if seed is None else seed)
+    per_day = {"days": 1, "hours": 24}[units.split()[0]]
+    times = (np.arange(day, day + steps, dtype="f8") + offset) * per_day
+    tas = (250 + 50 * rng.random((steps, 18, 36))).astype("f4")
+    pr = rng.random((steps, 18, 36)).astype("f4")
+    dataset = xr.Dataset(
+        {"tas": (("time", "lat", "lon"), tas, {"units": "K", "long_name": "near-surface air temperature"}),
+         "pr": (("time", "lat", "lon"), pr, {"units": "kg m-2 s-1"})},
+        coords={"time": ("time", times, {"units": units, "calendar": calendar, "standard_name": "time"}),
+                "lat": ("lat", np.linspace(-85, 85, 18), {"units": "degrees_north"}),
+                "lon": ("lon", np.arange(36) * 10.0, {"units": "degrees_east"})},
+        attrs={"title": "daily sample", "Conventions": "CF-1.8"},
+    )
+    if drop:
+        dataset = dataset.drop_vars(drop)
+    encoding = {}
+    for variable in dataset.data_vars:
+        encoding[variable] = {"chunksizes": (chunk_steps, 18, 36), "zlib": compress}
+        if scale_factor is not None and variable == "tas":
+            encoding[variable].update(dtype="int16", scale_factor=scale_factor, add_offset=250.0, _FillValue=-32767)
+        elif fill_value is not None:
+            encoding[variable]["_FillValue"] = fill_value
+    encoding["time"] = {"dtype": "f8"}
+    path = directory / (name or f"tas_day_{day:03d}.nc")
+    dataset.to_netcdf(path, engine="h5netcdf", encoding=encoding)
+    return path

@@ -16,12 +16,16 @@ def bindings(app_functions, name):
 
 
 def test_function_json(app_functions):
-    assert sorted(app_functions) == ["generate_reference", "health", "reference_from_blob"]
+    assert sorted(app_functions) == ["dataset_build", "dataset_show", "generate_reference", "health", "reference_from_blob"]
     (blob,) = bindings(app_functions, "reference_from_blob")
     assert blob == {"direction": "IN", "type": "blobTrigger", "name": "client", "path": "%SOURCE_CONTAINER%/{name}",
                     "connection": "DATA_STORAGE", "source": "EventGrid"}
     generate = bindings(app_functions, "generate_reference")[0]
     assert (generate["route"], generate["methods"], generate["authLevel"]) == ("generate-reference", ["POST"], "FUNCTION")
+    show = bindings(app_functions, "dataset_show")[0]
+    assert (show["route"], show["methods"], show["authLevel"]) == ("datasets/{name}", ["GET"], "FUNCTION")
+    build = bindings(app_functions, "dataset_build")[0]
+    assert (build["route"], build["methods"], build["authLevel"]) == ("datasets/{name}/build", ["POST"], "FUNCTION")
     health = bindings(app_functions, "health")[0]
     assert (health["route"], health["methods"], health["authLevel"]) == ("health", ["GET"], "ANONYMOUS")
 
