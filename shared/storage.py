@@ -88,7 +88,13 @@ _WRITE_ROLE = "Storage Blob Data Contributor"
 
 
 def _unavailable(error: Exception, what: str) -> StorageUnavailable:
-    return StorageUnavailable(f"Storage did not answer while {what}: {type(error).__name__}: {str(error).splitlines()[0][:300]}")
+    text = str(error)
+    certificate = next((line.strip() for line in text.splitlines() if "certificate" in line.lower()), None)
+    if certificate:  # the cause is on a later line of obstore's message; say it
+        return StorageUnavailable(f"Storage's TLS certificate was not trusted while {what}: {certificate[:300]}",
+                                  hint="Trust the endpoint's CA (SSL_CERT_FILE for ranged reads, REQUESTS_CA_BUNDLE for the "
+                                       "rest) or fix the endpoint's certificate, then retry.")
+    return StorageUnavailable(f"Storage did not answer while {what}: {type(error).__name__}: {text.splitlines()[0][:300] if text else ''}")
 
 
 def _is_denied(error: Exception) -> bool:
@@ -302,7 +308,8 @@ class Storage:
         except FileNotFoundError as error:
             raise _not_found(location) from error
         except Exception as error:  # obstore: GenericError; 416 for an empty blob
-            if "416" not in str(error):
+            # Match the status line, not a bare "416": error texts carry ports, request ids and timings.
+            if "416 Range Not Satisfiable" not in str(error):
                 raise self._failure(error, f"reading {location}", location.container) from error
             head, info = b"", self.source_info(location)
 
@@ -335,6 +342,17 @@ class Storage:
             if container == self.settings.refs_container:
                 raise _missing_refs_container(container) from error
             raise SourceNotFound(f"There is no container {container!r}.") from error
+        except (HttpResponseError, AzureError) as error:
+            raise self._failure(error, f"listing {container}/{prefix}", container) from error
+
+    def list_folders(self, container: str, prefix: str) -> list[str]:
+        """The names of the folders directly under ``prefix`` (one listing page per 5,000, not every blob)."""
+        try:
+            client = self.service.get_container_client(container)
+            return [item.name[len(prefix):].rstrip("/") for item in client.walk_blobs(name_starts_with=prefix, delimiter="/")
+                    if item.name.endswith("/")]
+        except ResourceNotFoundError as error:
+            raise _missing_refs_container(container) from error
         except (HttpResponseError, AzureError) as error:
             raise self._failure(error, f"listing {container}/{prefix}", container) from error
 

@@ -229,7 +229,11 @@ def classify_parse_error(error: BaseException, fmt: FileFormat) -> NcrefsError:
     kind = "NetCDF3" if fmt is FileFormat.NETCDF3 else "HDF5"
     text = f"{type(error).__name__}: {str(error)[:300]}"
     if isinstance(error, MemoryError):
-        return LimitsExceeded(f"Parsing the {kind} structure ran out of memory ({text}).",
+        import resource
+
+        limit = resource.getrlimit(resource.RLIMIT_AS)[0]  # the parser process runs under PARSE_MEMORY_MB
+        named = f" past PARSE_MEMORY_MB={limit >> 20} MB" if limit != resource.RLIM_INFINITY else ""
+        return LimitsExceeded(f"Parsing the {kind} structure ran out of memory{named} ({text}).",
                               hint="Raise PARSE_MEMORY_MB if the file is genuine; a damaged header can claim any size.")
     if isinstance(error, RecursionError):
         return CorruptFile(f"The {kind} structure is nested too deeply to read ({text}): the file is damaged or hostile.")

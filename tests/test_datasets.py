@@ -210,3 +210,23 @@ def test_http_routes_show_and_build(settings, storage, small_dataset, call_http)
     assert status == 404 and body["error"]["code"] == "dataset_not_found"
     status, body, _ = call_http("dataset_build", route_params={"name": "Bad_Name"})
     assert status == 400 and body["error"]["code"] == "invalid_request"
+
+
+def test_a_file_overlapping_a_member_is_refused(tmp_path, azurite, settings, storage, small_dataset, arrive):
+    before = datasets.show(settings, storage, "small")
+    arrive(samples.daily(tmp_path, 3, name="copy_of_day_3.nc", seed=7))
+    after = datasets.show(settings, storage, "small")
+    assert after.error.code == "not_combinable" and "copy_of_day_3.nc overlaps" in after.error.message
+    assert [m.source for m in after.members] == [m.source for m in before.members]
+    assert after.snapshots[0]["id"] == before.snapshots[0]["id"]
+
+
+def test_members_with_parquet_references_combine_too(tmp_path, azurite, settings, storage, upload):
+    paths = [samples.daily(tmp_path, day) for day in range(3)]
+    for path in paths:
+        upload(path, f"pq/{path.name}")
+    ncrefs.virtualize(f"{settings.source_container}/pq/{paths[1].name}", format="parquet",
+                      connection_string=azurite.connection_string)
+    change = datasets.create(settings, storage, "mixed", prefix="pq/")
+    assert change.members == 3 and any(m.reference.endswith(".parquet") for m in datasets.show(settings, storage, "mixed").members)
+    assert_equal_to(ncrefs.open_dataset("mixed", connection_string=azurite.connection_string), paths)

@@ -209,10 +209,9 @@ def test_a_token_storage_refuses_is_access_denied(cli, key_service, identity, tr
     assert code == 2, result
     assert result["status"] == "error"
     assert result["error"]["code"] == "access_denied" and result["error"]["retryable"] is False
-    # The SDK's refs-container check fails first but is left for the pipeline; what is reported is the read of
-    # the source: obstore's ("reading raw-netcdf/..."), or, when obstore's error text happens to contain "416"
-    # (open_source takes that for an empty blob's 416), the SDK's ("reading the properties of raw-netcdf/...").
-    assert f"{SOURCE}/denied/classic.nc" in result["error"]["message"]
+    # The SDK's refs-container check fails first but is left for the pipeline; what is reported is obstore's
+    # read of the source.
+    assert f"while reading {SOURCE}/denied/classic.nc" in result["error"]["message"]
     assert "may not read container 'raw-netcdf'" in result["error"]["message"]
 
     code, result, _ = cli("backfill", "--prefix", "denied/")  # the SDK: container look-up and listing

@@ -52,7 +52,7 @@ def open_piece(storage: Storage, source: str, reference: str, concat_dim: str, s
     registry = ObjectStoreRegistry({f"abfs://{refs_container}": storage.object_store(refs_container),
                                     f"abfs://{source_container}": storage.object_store(source_container)})
     if reference.rstrip("/").endswith(".parquet"):
-        parser = KerchunkParquetParser(reader_options=storage.fsspec_options())
+        parser = KerchunkParquetParser(reader_options={"storage_options": storage.fsspec_options()})
     else:
         parser = KerchunkJSONParser()
     dataset = open_virtual_dataset(reference, registry=registry, parser=parser, decode_times=True)
@@ -145,8 +145,11 @@ def check_fits(expected: dict, piece: Piece, dataset_name: str) -> None:
     concat_dim = expected["concat_dim"]
 
     def refuse(what: str, got, wanted, hint: str | None = None):
-        raise NotCombinable(f"{piece.source} cannot join dataset {dataset_name!r}: {what} is {got!r} in the file "
-                            f"and {wanted!r} in the dataset.", hint=hint)
+        def shown(value):
+            return "not set" if value is None else repr(value)
+
+        raise NotCombinable(f"{piece.source} cannot join dataset {dataset_name!r}: {what} is {shown(got)} in the file "
+                            f"and {shown(wanted)} in the dataset.", hint=hint)
 
     missing, extra = sorted(set(mine) - set(theirs)), sorted(set(theirs) - set(mine))
     if missing or extra:

@@ -199,4 +199,5 @@ def open_xarray(storage: Storage, location: BlobLocation, containers: list[str] 
         except icechunk.IcechunkError as error:
             raise InvalidRequest(f"{version!r} is neither a tag nor a snapshot of this dataset: {error}".splitlines()[0],
                                  hint="`ncrefs dataset show NAME` lists its snapshots.") from None
+    kwargs.setdefault("chunks", None)  # xarray's lazy arrays, as open_dataset gives; chunks={} for dask
     return xr.open_zarr(session.store, consolidated=False, zarr_format=3, **kwargs)

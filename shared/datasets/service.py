@@ -35,7 +35,7 @@ from shared.datasets.model import (
 from shared.errors import Conflict, DatasetBusy, DatasetNotFound, InvalidRequest, NcrefsError, NotCombinable
 from shared.paths import BlobLocation, is_netcdf_name, reference_location
 from shared.settings import Settings
-from shared.storage import Storage
+from shared.storage import Storage, WriteRaced
 from shared.writer import ZMETADATA, write_parquet_directory
 
 log = logging.getLogger("ncrefs.datasets")
@@ -86,13 +86,9 @@ def create(settings: Settings, storage: Storage, name: str, *, prefix: str, conc
     try:
         storage.put(definition_location(settings.refs_container, name), definition.model_dump_json(indent=2).encode(),
                     content_type="application/json", if_absent=True)
-    except Exception as error:
-        from shared.storage import WriteRaced
-
-        if isinstance(error, WriteRaced):
-            raise Conflict(f"There is already a dataset named {name!r}.",
-                           hint="Choose another name, or `ncrefs dataset delete` the existing one first.") from None
-        raise
+    except WriteRaced:
+        raise Conflict(f"There is already a dataset named {name!r}.",
+                       hint="Choose another name, or `ncrefs dataset delete` the existing one first.") from None
     return build(settings, storage, name) if build_now else None
 
 
@@ -109,13 +105,11 @@ def load_definition(settings: Settings, storage: Storage, name: str) -> DatasetD
 
 def list_definitions(settings: Settings, storage: Storage) -> list[DatasetDefinition]:
     definitions = []
-    for blob in storage.list_blobs(settings.refs_container, f"{DATASETS_PREFIX}/"):
-        parts = blob.path.split("/")
-        if len(parts) == 3 and parts[2] == "dataset.json":
-            try:
-                definitions.append(load_definition(settings, storage, parts[1]))
-            except NcrefsError as error:
-                log.warning("skipping dataset %s: %s", parts[1], error.message)
+    for name in storage.list_folders(settings.refs_container, f"{DATASETS_PREFIX}/"):
+        try:
+            definitions.append(load_definition(settings, storage, name))
+        except NcrefsError as error:  # a folder left by a half-finished delete, or a broken definition
+            log.warning("skipping dataset %s: %s", name, error.message)
     return definitions
 
 
@@ -217,31 +211,35 @@ def add_member(settings: Settings, storage: Storage, definition: DatasetDefiniti
         if any(m.source == str(source) and m.etag == etag for m in state.members):
             return DatasetChange(name=name, action="unchanged", members=len(state.members))  # the same event again
         try:
-            piece = combine.open_piece(storage, str(source), reference, definition.concat_dim, definition.container)
-            if state.signature is not None:
-                combine.check_fits(state.signature, piece, name)
-        except NotCombinable as error:
+            change = _add(settings, storage, definition, state, source, etag, reference)
+        except NotCombinable as error:  # it does not fit, or overlaps a member: the dataset stays as it was
+            state, state_etag = _load_state(settings, storage, name)
             _refuse(settings, storage, definition, state, state_etag, source, etag, error)
             raise
-        last_modified = _last_modified(storage, source)
-        others = [m for m in state.members if m.source != str(source)]
-        replaces = len(others) != len(state.members)
-        tail = others[-1] if others else None  # members are kept in order along the concat dimension
-        if tail and not replaces and piece.first > _key(tail.last, piece.first) and _ends_on_chunk(state, tail):
-            change = _append(settings, storage, definition, state, piece, etag, last_modified)
-        else:
-            members = [(m.source, m.reference) for m in others] + [(str(source), reference)]
-            current = {m.source: (m.etag, m.reference, m.last_modified) for m in others}
-            current[str(source)] = (etag, reference, last_modified)
-            verb = "replaced" if replaces else "added"
-            change = _rebuild(settings, storage, definition, state, members, current,
-                              reason=f"{verb} {source} (etag {etag})", keep_signature=True)
         if state.error and state.error.source == str(source):
             state.error = None
             storage.delete(error_location(settings.refs_container, name, source))
         _save_state(settings, storage, name, state, state_etag)
     change.elapsed_s = round(time.perf_counter() - started, 3)
     return change
+
+
+def _add(settings, storage, definition, state: DatasetState, source: BlobLocation, etag: str, reference: str) -> DatasetChange:
+    piece = combine.open_piece(storage, str(source), reference, definition.concat_dim, definition.container)
+    if state.signature is not None:
+        combine.check_fits(state.signature, piece, definition.name)
+    last_modified = _last_modified(storage, source)
+    others = [m for m in state.members if m.source != str(source)]
+    replaces = len(others) != len(state.members)
+    tail = others[-1] if others else None  # members are kept in order along the concat dimension
+    if tail and not replaces and piece.first > _key(tail.last, piece.first) and _ends_on_chunk(state, tail):
+        return _append(settings, storage, definition, state, piece, etag, last_modified)
+    members = [(m.source, m.reference) for m in others] + [(str(source), reference)]
+    current = {m.source: (m.etag, m.reference, m.last_modified) for m in others}
+    current[str(source)] = (etag, reference, last_modified)
+    verb = "replaced" if replaces else "added"
+    return _rebuild(settings, storage, definition, state, members, current,
+                    reason=f"{verb} {source} (etag {etag})", keep_signature=True)
 
 
 def _append(settings, storage, definition, state: DatasetState, piece, etag: str, last_modified: datetime) -> DatasetChange:
@@ -412,8 +410,11 @@ def _load_state(settings, storage, name: str) -> tuple[DatasetState, str | None]
 
 
 def _save_state(settings, storage, name: str, state: DatasetState, etag: str | None) -> None:
-    storage.put(state_location(settings.refs_container, name), state.model_dump_json(indent=1).encode(),
-                content_type="application/json", if_etag=etag, if_absent=etag is None)
+    try:
+        storage.put(state_location(settings.refs_container, name), state.model_dump_json(indent=1).encode(),
+                    content_type="application/json", if_etag=etag, if_absent=etag is None)
+    except WriteRaced:  # our lease ran out and another update got in: let the caller run again
+        raise DatasetBusy(f"Dataset {name!r} was updated by another run meanwhile; this update was not recorded.") from None
 
 
 def _lock(settings, name: str) -> BlobLocation:
