@@ -28,22 +28,18 @@ log = logging.getLogger("ncrefs.opener")
 def storage_options(connection_string: str | None = None, account_name: str | None = None,
                     credential=None, blob_endpoint: str | None = None) -> dict:
     """adlfs options from what the caller gave, else from the environment, as the CLI takes them."""
-    from shared.settings import Settings, account_blob_url
+    from shared.settings import Settings
+    from shared.storage import Storage
 
-    if not (connection_string or account_name or blob_endpoint):
-        settings = Settings()  # the environment, in the CLI's order of precedence
-        connection_string, blob_endpoint = settings.connection_string, settings.blob_service_uri
-        if not (connection_string or blob_endpoint):
-            raise ValueError("No storage connection: pass connection_string=..., account_name=... (az login) or "
-                             "blob_endpoint=..., or set DATA_STORAGE / AZURE_STORAGE_CONNECTION_STRING / AZURE_STORAGE_ACCOUNT.")
-    if connection_string:
-        return {"connection_string": connection_string}
-    host = urlsplit(blob_endpoint or account_blob_url(account_name)).netloc
-    if credential is None:
-        from azure.identity.aio import DefaultAzureCredential
-
-        credential = DefaultAzureCredential()
-    return {"account_name": account_name or host.split(".", 1)[0], "account_host": host, "credential": credential}
+    settings = Settings().with_connection(connection_string=connection_string, account_name=account_name,
+                                          blob_endpoint=blob_endpoint)
+    if not (settings.connection_string or settings.blob_service_uri):
+        raise ValueError("No storage connection: pass connection_string=..., account_name=... (az login) or "
+                         "blob_endpoint=..., or set DATA_STORAGE / AZURE_STORAGE_CONNECTION_STRING / AZURE_STORAGE_ACCOUNT.")
+    options = Storage(settings).fsspec_options()
+    if credential is not None and "credential" in options:
+        options["credential"] = credential
+    return options
 
 
 def open_dataset(url: str, *, group: str | None = None, connection_string: str | None = None,
