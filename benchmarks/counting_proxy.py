@@ -2,17 +2,24 @@
 
 Both ncrefs (obstore, azure-storage-blob) and kerchunk (adlfs) talk to the proxy's endpoint,
 so requests and bytes are counted the same way for both: at the wire.
+
+Optionally (``latency_s``) every request waits that long before it is forwarded, as a cloud
+round trip would, without holding up the others (requests still run concurrently). A client
+in another process can read the counts so far with ``GET /_proxy/counts`` (answered by the
+proxy itself, never forwarded or counted).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 from aiohttp import ClientSession, web
 from yarl import URL
 
+COUNTS_PATH = "/_proxy/counts"
 HOP_BY_HOP = {"host", "connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "content-length"}
 
 
@@ -27,9 +34,10 @@ class Counts:
 
 
 class CountingProxy:
-    def __init__(self, upstream_port: int, watched_container: str):
+    def __init__(self, upstream_port: int, watched_container: str, latency_s: float = 0.0):
         self.upstream = f"http://127.0.0.1:{upstream_port}"
         self.watched = f"/{watched_container}/"
+        self.latency_s = latency_s
         self.counts = Counts()
         self.port = 0
         self._loop = asyncio.new_event_loop()
@@ -62,10 +70,16 @@ class CountingProxy:
         self._ready.set()
 
     async def _forward(self, request: web.Request) -> web.StreamResponse:
+        if request.path == COUNTS_PATH:
+            return web.json_response(asdict(self.counts))
+        if self.latency_s:
+            await asyncio.sleep(self.latency_s)
         body = await request.read()
         headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP}
         url = URL(self.upstream + request.raw_path, encoded=True)
-        async with self._session.request(request.method, url, headers=headers, data=body or None, allow_redirects=False) as upstream:
+        # No Content-Type of aiohttp's own: it is signed (Shared Key), so only the client's may go upstream.
+        async with self._session.request(request.method, url, headers=headers, data=body or None, allow_redirects=False,
+                                         skip_auto_headers=("Content-Type",)) as upstream:
             data = await upstream.read()
             source = self.watched in request.path and "comp=list" not in request.query_string
             if source and request.method == "GET":
@@ -86,3 +100,11 @@ class CountingProxy:
             await response.write(data)
             await response.write_eof()
             return response
+
+
+def fetch_counts(port: int) -> Counts:
+    """The counts so far of the proxy listening on ``port`` (from any process)."""
+    from urllib.request import ProxyHandler, build_opener
+
+    with build_opener(ProxyHandler({})).open(f"http://127.0.0.1:{port}{COUNTS_PATH}", timeout=10) as answer:
+        return Counts(**json.loads(answer.read()))
