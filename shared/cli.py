@@ -19,7 +19,10 @@ import re
 import sys
 
 from shared import __version__
-from shared import cli_datasets
+from shared import cli_catalog, cli_datasets, cli_tiles
+
+# Command modules beside this one: each has EXAMPLES, COMMANDS, add_commands(command) and run(args, settings, as_json).
+COMMAND_MODULES = (cli_datasets, cli_catalog, cli_tiles)
 
 EXIT_CODES = """exit codes:
   0  success
@@ -28,7 +31,7 @@ EXIT_CODES = """exit codes:
 EXAMPLES = {
     "virtualize": "example:\n  ncrefs virtualize abfs://raw-netcdf/cmip6/tas_2050.nc    # -> abfs://refs/cmip6/tas_2050.json",
     "scan": "example:\n  ncrefs scan raw-netcdf/cmip6/tas_2050.nc --json",
-    **cli_datasets.EXAMPLES,
+    **{name: text for module in COMMAND_MODULES for name, text in module.EXAMPLES.items()},
     "backfill": "examples:\n  ncrefs backfill --prefix cmip6/ --workers 4\n"
                 "  ncrefs backfill --account-name mydata --verbose    # signed in with az login; one line per file",
 }
@@ -91,7 +94,8 @@ def _parser() -> argparse.ArgumentParser:
     fill.add_argument("--retry-failed", action="store_true",
                       help="try again files whose error record says they failed at their current version")
     fill.add_argument("--verbose", "-v", action="store_true", help="one line per file on stderr as it is done")
-    cli_datasets.add_commands(command)
+    for module in COMMAND_MODULES:
+        module.add_commands(command)
     return parser
 
 
@@ -131,8 +135,9 @@ def _run(args: argparse.Namespace) -> int:
     from shared.pipeline import ensure_refs_container, error_result, run_request
     from shared.storage import Storage
 
-    if args.command in ("dataset", "open"):
-        return cli_datasets.run(args, settings, as_json)
+    for module in COMMAND_MODULES:
+        if args.command in module.COMMANDS:
+            return module.run(args, settings, as_json)
 
     if args.command == "backfill":
         from shared.backfill import backfill

@@ -14,6 +14,7 @@ import argparse
 import json
 import sys
 
+COMMANDS = ("dataset", "open")
 EXAMPLES = {
     "dataset": "examples:\n"
                "  ncrefs dataset create tas-daily --prefix cmip6/tas/ --concat-dim time\n"

@@ -239,7 +239,8 @@ def test_runtime_lock_is_plain_pip_exact_pins():
     assert len(runtime_pins()) > 20
 
 
-@pytest.mark.parametrize("source, lock", [("requirements.in", "requirements.txt"), ("requirements-dev.in", "requirements-dev.txt")])
+@pytest.mark.parametrize("source, lock", [("requirements.in", "requirements.txt"), ("requirements-tiles.in", "requirements-tiles.txt"),
+                                          ("requirements-dev.in", "requirements-dev.txt")])
 def test_locks_satisfy_their_direct_dependencies(source, lock):
     """A .in edited without `scripts/lock` shows here."""
     locked = pins(ROOT / lock)
@@ -253,6 +254,10 @@ def test_locks_satisfy_their_direct_dependencies(source, lock):
 def test_dev_lock_holds_the_runtime_pins_exactly():
     runtime, dev = runtime_pins(), pins(ROOT / "requirements-dev.txt")
     assert {n: v for n, v in runtime.items() if dev.get(n) != v} == {}
+    tiles = pins(ROOT / "requirements-tiles.txt")  # the tile server's extra: the same runtime, the same tile pins
+    assert {n: v for n, v in runtime.items() if tiles.get(n) != v} == {}
+    assert {n: v for n, v in tiles.items() if dev.get(n) != v} == {}
+    assert "titiler-xarray" in tiles and "titiler-xarray" not in runtime
     assert "-r requirements.in" in (ROOT / "requirements-dev.in").read_text()
     assert "-c requirements.txt" in (ROOT / "requirements-dev.in").read_text()
 
@@ -268,5 +273,6 @@ def test_the_project_metadata_reads_the_direct_dependencies_not_the_lock():
     assert re.search(r'^dependencies = \{ file = \["requirements.in"\] \}', text, re.MULTILINE)
     bootstrap = (ROOT / "scripts" / "bootstrap").read_text()
     assert "-r requirements-dev.txt" in bootstrap and "--no-deps -e ." in bootstrap
-    for name in ("requirements.in", "requirements.txt", "requirements-dev.in", "requirements-dev.txt"):
+    for name in ("requirements.in", "requirements.txt", "requirements-tiles.in", "requirements-tiles.txt",
+                 "requirements-dev.in", "requirements-dev.txt"):
         assert name in bootstrap.split("wanted=")[1].split("\n")[0], f"bootstrap does not reinstall when {name} changes"
