@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import bisect
 import io
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -39,6 +40,10 @@ SMALL_FILE = int(REQUEST_LATENCY_S * BANDWIDTH_BPS)
 FIRST_READ = 256 << 10
 # Never fetch a whole file larger than this in one go (memory).
 WHOLE_FILE_MAX = 32 << 20
+# Ranges asked for in one prefetch_ranges call to fetch_many, and how many of them its server
+# (shared/sandbox/pool.py) fetches at once.
+MANY_PER_CALL = 1024
+READS_IN_FLIGHT = 32
 
 
 @dataclass
@@ -61,12 +66,16 @@ class RangeReader(io.RawIOBase):
         block_size: int = 4096,
         cache_limit: int = 64 << 20,
         name: str = "",
+        fetch_many: Callable[[list[tuple[int, int]]], list[bytes]] | None = None,
     ) -> None:
         super().__init__()
         self._fetch = fetch
+        # Many ranges at once, fetched concurrently by whoever serves them (the parser's parent).
+        self._fetch_many = fetch_many
         self.size = size
         self.name = name
         self.stats = ReadStats()
+        self._stats_lock = threading.Lock()
         self.info = None  # the source's SourceInfo, set by whoever opens the reader
         self._base_block = block_size
         self._next_block = block_size
@@ -132,6 +141,36 @@ class RangeReader(io.RawIOBase):
         """One GET of ``[start, end)``, counted, not cached: for a parser process's reads."""
         return self._get(start, end)
 
+    @property
+    def concurrent(self) -> bool:
+        """Whether many ranges can be fetched at once (so a separate GET costs a fraction of a round trip)."""
+        return self._fetch_many is not None
+
+    def prefetch_ranges(self, ranges: list[tuple[int, int]]) -> None:
+        """Fetch the missing parts of many known ranges at once (concurrently when ``fetch_many`` is
+        given): pieces the parser will read next, whose places it already knows (a NetCDF3 record
+        variable's values, one per record)."""
+        wanted = [gap for start, end in ranges for gap in self._gaps(start, min(end, self.size)) if gap[0] < gap[1]]
+        if not wanted:
+            return
+        first, last = min(s for s, _ in wanted), max(e for _, e in wanted)
+        waves = -(-len(wanted) // (READS_IN_FLIGHT if self._fetch_many else 1))
+        if last - first <= WHOLE_FILE_MAX and REQUEST_LATENCY_S + (last - first) / BANDWIDTH_BPS <= waves * REQUEST_LATENCY_S:
+            self._store(first, self._get(first, last), keep=(first, last))  # one GET of the span is cheaper
+            return
+        if self._fetch_many is None:
+            for start, end in wanted:
+                self._store(start, self._get(start, end), keep=(start, end))
+            return
+        for first in range(0, len(wanted), MANY_PER_CALL):
+            batch = wanted[first : first + MANY_PER_CALL]
+            for (start, end), data in zip(batch, self._fetch_many(batch)):
+                if len(data) != end - start:
+                    raise EOFError(f"{self.name}: asked for bytes {start}-{end}, got {len(data)}")
+                self.stats.requests += 1
+                self.stats.bytes_read += len(data)
+                self._store(start, bytes(data), keep=(start, end))
+
     def prefetch_all(self) -> None:
         """Fetch every byte not yet cached in one GET (from the first missing byte to the last;
         the few cached bytes between are cheaper to fetch again than a request per gap)."""
@@ -173,8 +212,9 @@ class RangeReader(io.RawIOBase):
 
     def _get(self, start: int, end: int) -> bytes:
         data = bytes(self._fetch(start, end))
-        self.stats.requests += 1
-        self.stats.bytes_read += len(data)
+        with self._stats_lock:  # fetch_counted may run on several threads at once
+            self.stats.requests += 1
+            self.stats.bytes_read += len(data)
         if len(data) != end - start:
             raise EOFError(f"{self.name}: asked for bytes {start}-{end}, got {len(data)}")
         return data

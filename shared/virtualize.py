@@ -40,8 +40,10 @@ CHUNKS_PER_INDEX_READ = 48
 # Dimension coordinates up to this many stored bytes are copied into the reference whole,
 # so opening a dataset needs no request for its index values.
 COORDINATE_INLINE_BYTES = 64 << 10
-# Ranges to inline closer than this are fetched in one GET.
+# Ranges to inline closer than this are fetched in one GET: a request's latency is worth ~1 MB, or
+# ~32 KB when the reader fetches many ranges at once (32 in flight).
 COALESCE_GAP = 256 << 10
+COALESCE_GAP_CONCURRENT = 32 << 10
 # At most this many bytes of materialized fill chunks go into one reference.
 MAX_FILL_BYTES = 8 << 20
 # Root attributes listing what the reference leaves out: {"<variable>": why}, {"<path>": {"<attribute>": why}}.
@@ -400,16 +402,21 @@ def _inline_small_chunks(refs: dict[str, Any], reader: RangeReader, threshold: i
              if size <= threshold or (v in coordinates and size <= COORDINATE_INLINE_BYTES)}
     wanted = sorted((offset, length, key) for key, (_, offset, length) in _chunk_refs(refs)
                     if key.rsplit("/", 1)[0] in small)
+    gap = COALESCE_GAP_CONCURRENT if reader.concurrent else COALESCE_GAP
+    spans = []  # (start, end, first, last) over `wanted`: pieces closer than `gap` share one GET
     start = 0
     while start < len(wanted):
         end = start
         span_end = wanted[start][0] + wanted[start][1]
-        while end + 1 < len(wanted) and wanted[end + 1][0] - span_end <= COALESCE_GAP:
+        while end + 1 < len(wanted) and wanted[end + 1][0] - span_end <= gap:
             end += 1
             span_end = max(span_end, wanted[end][0] + wanted[end][1])
-        span_start = wanted[start][0]
+        spans.append((wanted[start][0], span_end, start, end))
+        start = end + 1
+    # All at once: a NetCDF3 record variable (time) is one small piece per record, a GET each.
+    reader.prefetch_ranges([(span_start, span_end) for span_start, span_end, _, _ in spans])
+    for span_start, span_end, first, last in spans:
         data = reader.read_at(span_start, span_end - span_start)
-        for offset, length, key in wanted[start : end + 1]:
+        for offset, length, key in wanted[first : last + 1]:
             piece = data[offset - span_start : offset - span_start + length]
             refs[key] = "base64:" + base64.b64encode(piece).decode()
-        start = end + 1

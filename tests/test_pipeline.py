@@ -171,3 +171,29 @@ def test_https_chunk_urls_name_the_configured_endpoint(tmp_path, azurite, settin
     assert urls == {f"{endpoint}/{source}"}
     service.get_container_client(settings.source_container).set_container_access_policy({}, public_access="blob")
     assert_reads_like_original(open_reference(result.output), path)
+
+
+def test_a_netcdf3_record_coordinate_is_copied_in_one_batch_of_reads(tmp_path, settings, storage, upload, open_reference):
+    """Each record holds one time value ~300 KB from the next: the values are fetched together
+    (concurrently, through the parser's read_many), and the reference reads back exactly."""
+    import netCDF4
+    import numpy as np
+
+    path = tmp_path / "records.nc"
+    with netCDF4.Dataset(path, "w", format="NETCDF3_64BIT_OFFSET") as nc:
+        nc.createDimension("time", None)
+        nc.createDimension("y", 100)
+        nc.createDimension("x", 750)
+        time = nc.createVariable("time", "f8", ("time",))
+        time.units = "hours since 2000-01-01"
+        field = nc.createVariable("field", "f4", ("time", "y", "x"))
+        for record in range(130):
+            time[record] = record * 6.0
+            field[record] = np.full((100, 750), record, dtype="f4")
+    assert path.stat().st_size > 32 << 20  # past the whole-file plan: the values come one range each
+    source = upload(path, "records/records.nc")
+    result = generate_reference(ReferenceRequest(source=source), settings, storage)
+    assert result.requests <= 1 + 130 + 2 and result.bytes_read < 1 << 20
+    refs = json.loads(storage.service.get_blob_client(settings.refs_container, "records/records.json").download_blob().readall())
+    assert all(isinstance(refs["refs"][f"time/{i}"], str) for i in range(130))  # copied, not referenced
+    assert_reads_like_original(open_reference(result.output), path)

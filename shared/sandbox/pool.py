@@ -18,6 +18,7 @@ import signal
 import subprocess
 import sys
 import threading
+from concurrent.futures import ThreadPoolExecutor
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +27,7 @@ from urllib.parse import unquote, urlsplit
 import ujson
 
 from shared.errors import ERROR_TABLE, CorruptFile, InternalError, LimitsExceeded, NcrefsError
-from shared.reader import RangeReader
+from shared.reader import READS_IN_FLIGHT, RangeReader
 from shared.sandbox import protocol
 from shared.settings import Settings
 
@@ -34,6 +35,9 @@ log = logging.getLogger("ncrefs.sandbox")
 
 # Any single read a parser may ask for (the whole-file plan reads at most 32 MB at once).
 MAX_SINGLE_READ = 64 << 20
+# A parser may ask for many known ranges in one message (reader.prefetch_ranges); they are fetched
+# READS_IN_FLIGHT at a time, so one file never has more requests in flight.
+MAX_RANGES_PER_MESSAGE = 4096
 # A worker is replaced after this many files: a long-lived parser's heap only grows.
 JOBS_PER_WORKER = 500
 STARTUP_TIMEOUT_S = 60
@@ -144,15 +148,17 @@ class ParserPool:
                 message = ujson.loads(payload) if kind == protocol.JSON else None
                 if not isinstance(message, dict):
                     raise InternalError("A parser process sent a malformed message.")
-                if "read" not in message:
+                if "read" not in message and "read_many" not in message:
                     break
-                start, end = _checked_range(message["read"], reader.size)
-                refused = refused or self._over_budget(end - start, read_total)
+                ranges = ([_checked_range(message["read"], reader.size)] if "read" in message
+                          else _checked_ranges(message["read_many"], reader.size))
+                for start, end in ranges:
+                    refused = refused or self._over_budget(end - start, read_total)
+                    read_total += end - start
                 if refused is None:
                     try:
-                        data = reader.fetch_counted(start, end)
-                        read_total += len(data)
-                        worker.send(protocol.encode(protocol.BYTES, data))
+                        pieces = _fetch_all(reader, ranges)
+                        worker.send(b"".join(protocol.encode(protocol.BYTES, data) for data in pieces))
                         continue
                     except NcrefsError as error:  # the source changed, storage failed: the real error stays here
                         refused = error
@@ -216,6 +222,20 @@ class ParserPool:
             else:
                 self._running -= 1
             self._lock.notify()
+
+
+def _fetch_all(reader: RangeReader, ranges: list[tuple[int, int]]) -> list[bytes]:
+    """The ranges' bytes, at most ``READS_IN_FLIGHT`` GETs at once, each pinned to the source's ETag."""
+    if len(ranges) == 1:
+        return [reader.fetch_counted(*ranges[0])]
+    with ThreadPoolExecutor(min(READS_IN_FLIGHT, len(ranges)), thread_name_prefix="ncrefs-read") as pool:
+        return list(pool.map(lambda r: reader.fetch_counted(*r), ranges))
+
+
+def _checked_ranges(value, size: int) -> list[tuple[int, int]]:
+    if not isinstance(value, list) or not 0 < len(value) <= MAX_RANGES_PER_MESSAGE:
+        raise InternalError("A parser process asked for a malformed list of reads.")
+    return [_checked_range(item, size) for item in value]
 
 
 def _checked_range(value, size: int) -> tuple[int, int]:

@@ -45,6 +45,18 @@ def main() -> None:
             raise ReadRefused(payload.decode())
         return payload
 
+    def fetch_many(ranges: list[tuple[int, int]]) -> list[bytes]:
+        # One request message; the parent fetches them concurrently and answers with one frame each
+        # (or, first, a refusal).
+        protocol.write_all(proto_out, protocol.encode_json({"read_many": [[s, e] for s, e in ranges]}))
+        pieces = []
+        for _ in ranges:
+            kind, payload = frames.read()
+            if kind != protocol.BYTES:
+                raise ReadRefused(payload.decode())
+            pieces.append(payload)
+        return pieces
+
     # Ready before it is needed: when memory runs out, even building this reply could fail.
     out_of_memory = protocol.encode_json({"recycle": True, "error": {
         "code": "limits_exceeded", "message": f"Parsing the file needed more than PARSE_MEMORY_MB={limits['memory_bytes'] >> 20} MB.",
@@ -59,7 +71,7 @@ def main() -> None:
             return
         fmt = reader = result = failure = None
         try:
-            reader = RangeReader(fetch, job["size"], block_size=job["block_size"], name=job["name"])
+            reader = RangeReader(fetch, job["size"], block_size=job["block_size"], name=job["name"], fetch_many=fetch_many)
             reader.seed(0, head)
             fmt = sniff(reader.read_at, job["size"], job["name"])
             result = virtualize(reader, fmt, job["url"], inline_threshold=job["inline_threshold"], max_chunks=job["max_chunks"],
