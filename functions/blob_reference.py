@@ -6,10 +6,6 @@ import os
 import azure.functions as func
 import azurefunctions.extensions.bindings.blob as blob
 
-from shared.events import reference_created_blob
-from shared.settings import get_settings
-from shared.storage import shared_storage
-
 bp = func.Blueprint()
 
 # EventGrid in Azure (Flex Consumption supports only that); LogsAndContainerScan (polling)
@@ -27,6 +23,10 @@ except ValueError:
 def reference_from_blob(client: blob.BlobClient) -> None:
     # The SDK-type BlobClient only names the blob: the host never downloads it, and the core
     # reads the header ranges it needs. A retryable failure raises so the host retries.
+    from shared.events import reference_created_blob  # the core loads at first use, not at the host's start
+    from shared.settings import get_settings
+    from shared.storage import shared_storage
+
     settings = get_settings()
     outcome = reference_created_blob(client.container_name, client.blob_name, settings, shared_storage(settings))
     logging.info("%s: %s", outcome.source, outcome.action)
