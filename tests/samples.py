@@ -304,3 +304,21 @@ def daily(directory: Path, day: int, *, units: str = "days since 2000-01-01", st
     path = directory / (name or f"tas_day_{day:03d}.nc")
     dataset.to_netcdf(path, engine="h5netcdf", encoding=encoding)
     return path
+
+
+def smooth_daily(directory: Path, day: int, *, ny: int = 90, nx: int = 180, name: str | None = None) -> Path:
+    """A daily file on a finer grid (``ny`` x ``nx``, 2° by default) with a smooth temperature field
+    (warm equator, cold poles, a wave that moves east day by day): what a map should show."""
+    lat = np.linspace(-89, 89, ny)
+    lon = np.linspace(-179, 179, nx)
+    la, lo = np.meshgrid(np.deg2rad(lat), np.deg2rad(lon), indexing="ij")
+    tas = 250 + 50 * np.cos(la) ** 2 + 8 * np.sin(3 * lo - 0.5 * day) * np.cos(2 * la)
+    dataset = xr.Dataset(
+        {"tas": (("time", "lat", "lon"), tas[None].astype("f4"), {"units": "K", "long_name": "near-surface air temperature"})},
+        coords={"time": ("time", np.array([day], dtype="f8"), {"units": "days since 2000-01-01", "calendar": "standard"}),
+                "lat": ("lat", lat, {"units": "degrees_north"}), "lon": ("lon", lon, {"units": "degrees_east"})},
+        attrs={"title": "smooth daily sample", "Conventions": "CF-1.8"},
+    )
+    path = directory / (name or f"tas_smooth_{day:03d}.nc")
+    dataset.to_netcdf(path, engine="h5netcdf", encoding={"tas": {"chunksizes": (1, 45, 90), "zlib": True}, "time": {"dtype": "f8"}})
+    return path
