@@ -114,6 +114,9 @@ param deployerPrincipalType string = 'User'
 @description('Give deployerPrincipalId data access for testing. Set false for production or shared archives.')
 param grantDeployerDataAccess bool = true
 
+@description('Also deploy the tile server (tiles/: TiTiler over references and datasets, and the /map page) as its own function app with a read-only identity. Its package is built by scripts/package_tiles and published by hand (README, Map tiles).')
+param deployTiles bool = false
+
 var resourceToken = toLower(uniqueString(subscription().id, resourceGroup().id, environmentName))
 var tags = {
   'azd-env-name': environmentName
@@ -126,12 +129,20 @@ var dataResourceGroupName = (useExistingSource && !empty(existingSourceStorageRe
 var hostAccountName = 'sthost${resourceToken}'
 var systemTopicName = empty(eventGridSystemTopicName) ? 'evgt-${resourceToken}' : eventGridSystemTopicName
 var deploymentContainerName = 'deployment-package'
+var tilesDeploymentContainerName = 'tiles-package'
 var deadLetterContainerName = 'eventgrid-deadletter'
 // Fixed by the blob extension (HostQueueNames.BlobTriggerPoisonQueue).
 var poisonQueueName = 'webjobs-blobtrigger-poison'
 
 resource identity 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' = {
   name: 'id-${resourceToken}'
+  location: location
+  tags: tags
+}
+
+// The tile server's own identity (deployTiles): read-only on the data, nothing else there.
+resource tilesIdentity 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' = if (deployTiles) {
+  name: 'id-tiles-${resourceToken}'
   location: location
   tags: tags
 }
@@ -147,6 +158,7 @@ module hostStorage 'modules/storage-account.bicep' = {
     containerNames: [
       deploymentContainerName
       deadLetterContainerName
+      tilesDeploymentContainerName
     ]
   }
 }
@@ -209,6 +221,7 @@ module rolesData 'modules/roles-data.bicep' = {
     appPrincipalId: identity.properties.principalId
     deployerPrincipalId: grantDeployerDataAccess ? deployerPrincipalId : ''
     deployerPrincipalType: deployerPrincipalType
+    tilesPrincipalId: deployTiles ? tilesIdentity.properties.principalId : ''
   }
   dependsOn: [
     dataContainers
@@ -223,6 +236,7 @@ module rolesHost 'modules/roles-host.bicep' = {
     applicationInsightsName: monitoring.outputs.applicationInsightsName
     appPrincipalId: identity.properties.principalId
     eventGridPrincipalId: eventGridTopic.outputs.principalId
+    tilesPrincipalId: deployTiles ? tilesIdentity.properties.principalId : ''
   }
 }
 
@@ -266,6 +280,29 @@ module functionApp 'modules/function-app.bicep' = {
   ]
 }
 
+// The tile server (off by default), created after its roles.
+module tilesApp 'modules/tiles-app.bicep' = if (deployTiles) {
+  name: 'tiles-app-${resourceToken}'
+  params: {
+    name: 'func-tiles-${resourceToken}'
+    planName: 'plan-tiles-${resourceToken}'
+    location: location
+    tags: tags
+    identityId: tilesIdentity.id
+    identityClientId: tilesIdentity.properties.clientId
+    hostBlobEndpoint: hostStorage.outputs.blobEndpoint
+    deploymentContainerName: tilesDeploymentContainerName
+    dataBlobEndpoint: dataContainers.outputs.blobEndpoint
+    sourceContainerName: sourceContainerName
+    refsContainerName: refsContainerName
+    applicationInsightsName: monitoring.outputs.applicationInsightsName
+  }
+  dependsOn: [
+    rolesHost
+    rolesData
+  ]
+}
+
 // azd stores these outputs as environment variables; the post-deploy step reads them.
 output FUNCTION_APP_NAME string = functionApp.outputs.name
 output FUNCTION_APP_URL string = 'https://${functionApp.outputs.defaultHostName}'
@@ -282,3 +319,4 @@ output EVENTGRID_SYSTEM_TOPIC_NAME string = eventGridTopic.outputs.name
 output EVENTGRID_SYSTEM_TOPIC_RESOURCE_GROUP string = eventGridTopic.outputs.resourceGroupName
 output EVENTGRID_DEADLETTER_STORAGE_ACCOUNT_ID string = hostStorage.outputs.id
 output EVENTGRID_DEADLETTER_CONTAINER string = deadLetterContainerName
+output TILES_URL string = deployTiles ? 'https://${tilesApp.outputs.defaultHostName}' : ''

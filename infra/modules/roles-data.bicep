@@ -21,6 +21,9 @@ param deployerPrincipalId string = ''
 ])
 param deployerPrincipalType string = 'User'
 
+@description('Principal (object) id of the tile server identity (deployTiles). Empty: no tile server, no grants.')
+param tilesPrincipalId string = ''
+
 // Built-in role definition ids.
 var roles = {
   storageBlobDataReader: '2a2b9908-6ea1-4ae2-8e65-a410df84e7d1'
@@ -113,5 +116,28 @@ resource deployerWritesRefs 'Microsoft.Authorization/roleAssignments@2022-04-01'
     principalId: deployerPrincipalId
     principalType: deployerPrincipalType
     description: 'Deployer runs the ncrefs CLI (virtualize, backfill)'
+  }
+}
+
+// The tile server (optional, deployTiles) only reads: sources through references' chunk URLs, and references/datasets.
+resource tilesReadsSource 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (!empty(tilesPrincipalId)) {
+  name: guid(sourceContainer.id, tilesPrincipalId, roles.storageBlobDataReader)
+  scope: sourceContainer
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageBlobDataReader)
+    principalId: tilesPrincipalId
+    principalType: 'ServicePrincipal'
+    description: 'ncrefs tile server reads NetCDF chunks'
+  }
+}
+
+resource tilesReadsRefs 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (!empty(tilesPrincipalId)) {
+  name: guid(refsContainer.id, tilesPrincipalId, roles.storageBlobDataReader)
+  scope: refsContainer
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageBlobDataReader)
+    principalId: tilesPrincipalId
+    principalType: 'ServicePrincipal'
+    description: 'ncrefs tile server reads references and datasets'
   }
 }

@@ -12,6 +12,9 @@ param appPrincipalId string
 @description('Principal id of the Event Grid system topic identity, which writes dead letters.')
 param eventGridPrincipalId string
 
+@description('Principal id of the tile server identity (deployTiles). Empty: no grants.')
+param tilesPrincipalId string = ''
+
 // Built-in role definition ids.
 var roles = {
   storageBlobDataOwner: 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
@@ -94,5 +97,28 @@ resource appTelemetry 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
     principalId: appPrincipalId
     principalType: 'ServicePrincipal'
     description: 'Telemetry with Microsoft Entra authentication'
+  }
+}
+
+// The tile server's own Functions host (optional, deployTiles): its storage and deployment package, and telemetry.
+resource tilesHostBlobs 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (!empty(tilesPrincipalId)) {
+  name: guid(hostStorage.id, tilesPrincipalId, roles.storageBlobDataOwner)
+  scope: hostStorage
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageBlobDataOwner)
+    principalId: tilesPrincipalId
+    principalType: 'ServicePrincipal'
+    description: 'Tile server Functions host storage and deployment package'
+  }
+}
+
+resource tilesTelemetry 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (!empty(tilesPrincipalId)) {
+  name: guid(applicationInsights.id, tilesPrincipalId, roles.monitoringMetricsPublisher)
+  scope: applicationInsights
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.monitoringMetricsPublisher)
+    principalId: tilesPrincipalId
+    principalType: 'ServicePrincipal'
+    description: 'Tile server telemetry with Entra authentication'
   }
 }
