@@ -248,3 +248,15 @@ def test_ncrefs_tiles_without_the_extra_says_how_to_install_it(monkeypatch, sett
     assert main(["tiles", "--port", "0"]) == 2
     error = capsys.readouterr().err
     assert "pip install -r requirements-tiles.txt" in error and "uvicorn" in error
+
+
+def test_the_tile_server_package_has_its_app_its_lock_and_maplibre(tmp_path):
+    from scripts.package_tiles import build
+
+    out = build(tmp_path / "tiles-app")
+    assert (out / "requirements.txt").read_text() == (ROOT / "requirements-tiles.txt").read_text()
+    assert json.loads((out / "host.json").read_text())["extensions"]["http"]["routePrefix"] == ""
+    assert "AsgiFunctionApp" in (out / "function_app.py").read_text()
+    assert (out / "tiles" / "static" / "maplibre" / "maplibre-gl.js").is_file()
+    assert (out / "tiles" / "static" / "map.html").is_file() and (out / "shared" / "opener.py").is_file()
+    assert not list(out.rglob("__pycache__"))
