@@ -117,6 +117,12 @@ def generate_reference(
         if isinstance(source, BlobLocation):  # a stale record of an earlier failure no longer holds
             storage.delete(error_record_location(source, refs_container=settings.refs_container,
                                                  source_container=settings.source_container))
+        # The STAC catalog follows the reference (shared/catalog): its Item is written from the refs in
+        # memory. A catalog failure never fails the reference: it becomes a warning (`ncrefs stac build` repairs).
+        from shared.catalog import reference_written
+
+        if (warning := reference_written(settings, storage, source, target, fmt, virtual.refs, info)) is not None:
+            result.warnings.append(warning)
     result.elapsed_s = round(time.perf_counter() - started, 3)
     return result
 

@@ -77,7 +77,8 @@ def upload(service, settings):
 
 
 def blob_names(service: BlobServiceClient, container: str) -> list[str]:
-    return sorted(b.name for b in service.get_container_client(container).list_blobs())
+    """The blobs of a container, without the STAC catalog (``_stac/``, checked in tests/test_catalog.py)."""
+    return sorted(b.name for b in service.get_container_client(container).list_blobs() if not b.name.startswith("_stac/"))
 
 
 @pytest.fixture

@@ -143,6 +143,9 @@ def delete(settings: Settings, storage: Storage, name: str) -> int:
                 continue
             removed += storage.delete(BlobLocation(settings.refs_container, blob.path))
     storage.delete(_lock(settings, name))
+    from shared.catalog import dataset_deleted  # STAC: its Collection goes with it (never raises)
+
+    dataset_deleted(settings, storage, name)
     return removed
 
 
@@ -175,6 +178,7 @@ def build(settings: Settings, storage: Storage, name: str, *, rebuild: bool = Fa
                           reason="rebuild" if rebuild else "build", keep_signature=not rebuild)
         change.refused.update(failed_files)
         _save_state(settings, storage, name, state, etag)
+        _catalog_changed(settings, storage, name)  # STAC: the dataset's Collection follows its state
     change.elapsed_s = round(time.perf_counter() - started, 3)
     return change
 
@@ -220,6 +224,7 @@ def add_member(settings: Settings, storage: Storage, definition: DatasetDefiniti
             state.error = None
             storage.delete(error_location(settings.refs_container, name, source))
         _save_state(settings, storage, name, state, state_etag)
+        _catalog_changed(settings, storage, name)  # STAC: the dataset's Collection follows its state
     change.elapsed_s = round(time.perf_counter() - started, 3)
     return change
 
@@ -415,6 +420,13 @@ def _save_state(settings, storage, name: str, state: DatasetState, etag: str | N
                     content_type="application/json", if_etag=etag, if_absent=etag is None)
     except WriteRaced:  # our lease ran out and another update got in: let the caller run again
         raise DatasetBusy(f"Dataset {name!r} was updated by another run meanwhile; this update was not recorded.") from None
+
+
+def _catalog_changed(settings, storage, name: str) -> None:
+    """Rewrite the dataset's STAC Collection (shared/catalog); never raises: a catalog failure is logged."""
+    from shared.catalog import dataset_changed
+
+    dataset_changed(settings, storage, name)
 
 
 def _lock(settings, name: str) -> BlobLocation:

@@ -1,0 +1,361 @@
+"""The STAC catalog on Azurite: an Item per referenced file (footprint, time, datacube, assets),
+a Collection per dataset, one static catalog under refs/_stac/ kept current by the pipeline and
+the datasets service, rebuilt by ``ncrefs stac build``; every object validated offline against
+the core schemas and the vendored extension schemas; an item's reference opened through xpystac."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import numpy as np
+import pystac
+import pytest
+import xarray as xr
+from azure.storage.blob import BlobClient, BlobSasPermissions, generate_blob_sas
+from pystac.validation import JsonSchemaSTACValidator, set_validator
+from pystac.validation.stac_validator import GetSchemaError
+
+from shared import catalog, datasets
+from shared.catalog import items as stac_items
+from shared.catalog.store import item_path
+from shared.models import ReferenceRequest
+from shared.pipeline import generate_reference
+from tests import samples
+from tests.test_cli import ncrefs as run_cli
+
+# Data files stay beside the project, like ../shared/corpus (see SOURCES.md there).
+SCHEMAS = Path(__file__).resolve().parents[2] / "shared" / "stac_schemas"
+SCHEMA_FILES = {
+    stac_items.DATACUBE: "datacube/v2.2.0/schema.json",
+    stac_items.STORAGE: "storage/v2.0.0/schema.json",
+    **{f"https://stac-extensions.github.io/storage/v2.0.0/platforms/{p}.json": f"storage/v2.0.0/platforms/{p}.json"
+       for p in ("aws-s3", "custom-s3", "ms-azure")},
+}
+pytestmark = pytest.mark.skipif(not SCHEMAS.is_dir() and not os.environ.get("CI"),
+                                reason="../shared/stac_schemas is not beside the project")
+
+
+class OfflineValidator(JsonSchemaSTACValidator):
+    """pystac's validator with the extension schemas preloaded; any other schema is refused, never fetched."""
+
+    def __init__(self):
+        super().__init__()
+        for uri, name in SCHEMA_FILES.items():
+            self.schema_cache[uri] = json.loads((SCHEMAS / name).read_text())
+        # PROJJSON stand-in: any object; referencing needs its dialect ($schema) to load it from the cache.
+        self.schema_cache["https://proj.org/schemas/v0.4/projjson.schema.json"] = {
+            "$schema": "http://json-schema.org/draft-07/schema#", "type": "object"}
+
+    def _get_schema(self, schema_uri: str) -> dict:
+        if schema_uri not in self.schema_cache:
+            raise GetSchemaError(schema_uri, RuntimeError("not vendored: the tests never fetch a schema"))
+        return self.schema_cache[schema_uri]
+
+
+@pytest.fixture(scope="module")
+def validator():
+    offline = OfflineValidator()
+    set_validator(offline)
+    yield offline
+    set_validator(JsonSchemaSTACValidator())
+
+
+def validate(document: dict) -> list[str]:
+    """Validate one item or collection (core + every extension); returns the schemas it was checked against."""
+    from pystac.validation import validate_dict
+
+    return validate_dict(json.loads(json.dumps(document)))  # the document as stored: no link is followed
+
+
+# -- sample files beyond tests/samples.py ---------------------------------------------------------
+def grid_file(path: Path, lats, lons, *, lon_units="degrees_east", attrs=None, calendar="standard", times=None) -> Path:
+    times = np.arange(3, dtype="f8") if times is None else times
+    data = np.arange(len(times) * len(lats) * len(lons), dtype="f4").reshape(len(times), len(lats), len(lons))
+    ds = xr.Dataset({"tas": (("time", "lat", "lon"), data, {"units": "K", "long_name": "air temperature", **(attrs or {})})},
+                    coords={"time": ("time", times, {"units": "days since 2001-02-27", "calendar": calendar}),
+                            "lat": ("lat", np.asarray(lats, "f8"), {"units": "degrees_north"}),
+                            "lon": ("lon", np.asarray(lons, "f8"), {"units": lon_units})})
+    ds.to_netcdf(path, engine="h5netcdf", encoding={"time": {"dtype": "f8"}})
+    return path
+
+
+def projected_file(path: Path, *, with_lat_lon: bool) -> Path:
+    """UTM zone 33N (EPSG:32633) x/y in metres with a CF grid_mapping written by pyproj and, as CF asks,
+    the 2-D latitude/longitude of every cell (or not)."""
+    from pyproj import CRS, Transformer
+
+    x = 500_000.0 + np.arange(20) * 1000.0  # 500-519 km east: about 15 E
+    y = 5_000_000.0 + np.arange(10) * 1000.0  # about 45 N
+    crs = xr.DataArray(np.int32(0), attrs=CRS.from_epsg(32633).to_cf())
+    elev = ("y", "x"), np.ones((10, 20), "f4"), {"units": "m", "grid_mapping": "crs"}
+    coords = {"x": ("x", x, {"standard_name": "projection_x_coordinate", "units": "m"}),
+              "y": ("y", y, {"standard_name": "projection_y_coordinate", "units": "m"})}
+    if with_lat_lon:
+        lon, lat = Transformer.from_crs(32633, 4326, always_xy=True).transform(*np.meshgrid(x, y))
+        coords |= {"lat": (("y", "x"), lat, {"units": "degrees_north"}), "lon": (("y", "x"), lon, {"units": "degrees_east"})}
+        elev[2]["coordinates"] = "lat lon"
+    xr.Dataset({"elev": elev, "crs": crs}, coords=coords).to_netcdf(path, engine="h5netcdf")
+    return path
+
+
+def reference(settings, storage, upload, path: Path, name: str, fmt: str | None = None):
+    return generate_reference(ReferenceRequest(source=upload(path, name), format=fmt), settings, storage)
+
+
+def item_of(settings, storage, source: str) -> dict:
+    return catalog.show(settings, storage, source)
+
+
+# -- items ---------------------------------------------------------------------------------------
+def test_items_of_global_regional_and_coordinate_free_files(tmp_path, settings, storage, upload, validator):
+    cases = {
+        "global/day.nc": samples.daily(tmp_path, 3),  # lon 0..350 every 10 degrees: the whole globe
+        "regional/europe.nc": grid_file(tmp_path / "europe.nc", np.arange(35, 71, 1.0), np.arange(-10, 31, 1.0)),
+        "regional/pacific.nc": grid_file(tmp_path / "pacific.nc", np.arange(-20, 1, 2.0), np.arange(170, 191, 2.0)),
+        "bare/features.nc": samples.nc4_features(tmp_path),  # no latitude/longitude at all
+        "bare/classic.nc": samples.nc3_classic(tmp_path),  # lat/lon dimensions without coordinates
+    }
+    for name, path in cases.items():
+        result = reference(settings, storage, upload, path, name)
+        assert result.status == "success" and not any("STAC" in w for w in result.warnings), result.warnings
+    found = {name: item_of(settings, storage, f"{settings.source_container}/{name}") for name in cases}
+
+    assert found["global/day.nc"]["bbox"] == [-180.0, -90.0, 180.0, 90.0]
+    assert found["global/day.nc"]["properties"]["datetime"] == "2000-01-04T00:00:00Z"
+    europe = found["regional/europe.nc"]
+    assert europe["bbox"] == [-10.5, 34.5, 30.5, 70.5]  # cell centres padded by half a cell
+    assert europe["geometry"]["type"] == "Polygon"
+    pacific = found["regional/pacific.nc"]  # 170..190 E crosses the antimeridian: west > east, two polygons
+    assert pacific["bbox"] == [169.0, -21.0, -169.0, 1.0]
+    assert pacific["geometry"]["type"] == "MultiPolygon"
+    # dates are the decoded time coordinate (days since 2001-02-27: 27 Feb .. 1 Mar, 2001 has no 29 Feb)
+    assert (europe["properties"]["start_datetime"], europe["properties"]["end_datetime"]) == \
+        ("2001-02-27T00:00:00Z", "2001-03-01T00:00:00Z")
+    assert europe["properties"]["datetime"] is None
+    for name in ("bare/features.nc", "bare/classic.nc"):
+        assert found[name]["geometry"] is None and "bbox" not in found[name], "no coordinates: no footprint, not a guess"
+    assert found["bare/features.nc"]["properties"]["start_datetime"] == "2020-01-01T00:00:00Z"
+
+    cube = found["global/day.nc"]["properties"]
+    assert cube["cube:dimensions"]["lon"] == {"type": "spatial", "axis": "x", "extent": [0.0, 350.0], "step": 10.0,
+                                              "reference_system": 4326}
+    assert cube["cube:dimensions"]["time"]["type"] == "temporal"
+    assert cube["cube:variables"]["tas"] == {"dimensions": ["time", "lat", "lon"], "variable_type": "data",
+                                             "description": "near-surface air temperature", "unit": "K"}
+    assert found["bare/classic.nc"]["properties"]["cube:dimensions"]["lat"]["type"] == "other"
+
+    assets = found["global/day.nc"]["assets"]
+    endpoint = storage.blob_url
+    assert assets["source"] == {"href": f"{endpoint}/{settings.source_container}/global/day.nc", "type": "application/x-netcdf",
+                                "title": "the original NetCDF file", "roles": ["data", "source"],
+                                "storage:refs": ["azure"], "ncrefs:size": cases["global/day.nc"].stat().st_size}
+    assert assets["reference"]["href"] == f"{endpoint}/{settings.refs_container}/global/day.json"
+    assert (assets["reference"]["type"], assets["reference"]["roles"]) == ("application/json", ["references"])
+    assert cube["storage:schemes"]["azure"] == {"type": "custom-azure", "platform": endpoint.replace("devstoreaccount1", "{account}"),
+                                                "account": "devstoreaccount1"}
+    for document in found.values():
+        checked = validate(document)
+        assert stac_items.DATACUBE in checked and stac_items.STORAGE in checked
+
+
+def test_validation_really_uses_the_extension_schemas(tmp_path, settings, storage, upload, validator):
+    reference(settings, storage, upload, samples.daily(tmp_path, 1), "v/day.nc")
+    document = item_of(settings, storage, f"{settings.source_container}/v/day.nc")
+    broken = json.loads(json.dumps(document))
+    broken["properties"]["cube:dimensions"]["lon"]["axis"] = "sideways"
+    with pytest.raises(pystac.STACValidationError, match="datacube"):
+        validate(broken)
+    broken = json.loads(json.dumps(document))
+    broken["assets"]["reference"]["storage:refs"] = "azure"
+    with pytest.raises(pystac.STACValidationError, match="storage"):
+        validate(broken)
+    broken = json.loads(json.dumps(document))
+    broken["properties"]["storage:schemes"]["azure"] = {"type": "ms-azure", "platform": "https://elsewhere.example"}
+    with pytest.raises(pystac.STACValidationError, match="storage"):
+        validate(broken)
+    assert stac_items.storage_scheme("acct", "https://acct.blob.core.windows.net") == {
+        "type": "ms-azure", "platform": "https://{account}.blob.core.windows.net", "account": "acct"}
+    public = json.loads(json.dumps(document))
+    public["properties"]["storage:schemes"]["azure"] = stac_items.storage_scheme("acct", "https://acct.blob.core.windows.net")
+    validate(public)
+
+
+def test_projected_hostile_and_odd_calendar_files(tmp_path, settings, storage, upload, validator):
+    pytest.importorskip("pyproj")  # the test writes the file with it; the app reads only what the file says
+    reference(settings, storage, upload, projected_file(tmp_path / "utm.nc", with_lat_lon=True), "odd/utm.nc")
+    utm = item_of(settings, storage, f"{settings.source_container}/odd/utm.nc")
+    west, south, east, north = utm["bbox"]
+    assert 14.99 < west <= 15.0 < east < 15.3 and 45.1 < south < north < 45.3, utm["bbox"]  # cell centres (2-D: no padding)
+    assert "UTM zone 33N" in utm["properties"]["cube:dimensions"]["x"]["reference_system"]  # the file's WKT
+    assert utm["properties"]["cube:variables"]["lat"]["variable_type"] == "auxiliary"
+    reference(settings, storage, upload, projected_file(tmp_path / "bare_utm.nc", with_lat_lon=False), "odd/bare_utm.nc")
+    bare = item_of(settings, storage, f"{settings.source_container}/odd/bare_utm.nc")
+    assert bare["geometry"] is None and any("projected x/y" in n for n in bare["properties"]["ncrefs:notes"])
+
+    nan_coords = grid_file(tmp_path / "nan.nc", [np.nan, np.nan], [np.inf, np.nan])
+    huge = grid_file(tmp_path / "huge.nc", [10.0, 11.0], [20.0, 21.0],
+                     attrs={"long_name": "x" * 200_000, "units": "\x1bK\x07"}, calendar="360_day",
+                     times=np.array([0.0, 1.0, 2.0]))
+    for name, path in {"odd/nan.nc": nan_coords, "odd/huge.nc": huge}.items():
+        assert reference(settings, storage, upload, path, name).status == "success"
+    nan_item = item_of(settings, storage, f"{settings.source_container}/odd/nan.nc")
+    assert nan_item["geometry"] is None and any("not finite" in n for n in nan_item["properties"]["ncrefs:notes"])
+    assert nan_item["properties"]["cube:dimensions"]["lat"]["type"] == "other"
+    huge_item = item_of(settings, storage, f"{settings.source_container}/odd/huge.nc")
+    variable = huge_item["properties"]["cube:variables"]["tas"]
+    assert len(variable["description"]) <= 256 and variable["unit"] == "K"
+    # 360_day: 2001-02-27, 28, 29 (the 30-day February has no Gregorian 29th... read as cftime, or not at all)
+    assert huge_item["properties"]["ncrefs:datetime_from"] in ("time_coordinate", "source_last_modified")
+    assert len(json.dumps(huge_item)) < 10_000
+    for document in (utm, bare, nan_item, huge_item):
+        validate(document)
+
+
+def test_the_reference_asset_follows_the_format(tmp_path, settings, storage, upload, validator):
+    path = samples.nc4_chunked_cf_time(tmp_path)
+    reference(settings, storage, upload, path, "f/t.nc", "json")
+    first = item_of(settings, storage, f"{settings.source_container}/f/t.nc")
+    reference(settings, storage, upload, path, "f/t.nc", "parquet")  # replaces the JSON reference
+    item = item_of(settings, storage, f"{settings.source_container}/f/t.nc")
+    assert item["assets"]["reference"]["type"] == "application/vnd.apache.parquet"
+    assert item["assets"]["reference"]["href"].endswith("/f/t.parquet/")
+    assert item["bbox"] == first["bbox"] and item["properties"]["cube:dimensions"] == first["properties"]["cube:dimensions"]
+    assert catalog.show(settings, storage, f"{settings.refs_container}/f/t.parquet")["id"] == "f/t.nc"
+    validate(item)
+
+
+# -- the catalog as a whole ------------------------------------------------------------------------
+def download_catalog(service, settings, into: Path) -> Path:
+    container = service.get_container_client(settings.refs_container)
+    for blob in container.list_blobs(name_starts_with="_stac/"):
+        target = into / blob.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(container.download_blob(blob.name).readall())
+    return into / "_stac" / "catalog.json"
+
+
+def test_stac_build_rewrites_links_and_removes_what_is_gone(tmp_path, settings, storage, service, upload, validator):
+    names = ["a/x/one.nc", "a/x/two.nc", "a/three.nc", "b/four.nc", "top.nc"]
+    for i, name in enumerate(names):
+        reference(settings, storage, upload, samples.daily(tmp_path, i, name=f"f{i}.nc"), name)
+    refs = service.get_container_client(settings.refs_container)
+    refs.delete_blob("b/four.json")  # a reference removed: its item must go
+    refs.delete_blob(item_path("a/three.nc"))  # an item lost: build writes it again
+    refs.upload_blob("_stac/catalog.json", b"{not json", overwrite=True)  # a damaged root catalog
+
+    started = time.perf_counter()
+    summary = catalog.build(settings, storage, "a/")  # the prefix: only items under a/ are rewritten
+    assert (summary.items, summary.failed) == (3, {}), summary
+    summary = catalog.build(settings, storage)
+    assert (summary.items, summary.removed, summary.failed) == (4, 1, {}), summary
+    elapsed = time.perf_counter() - started
+    print(f"stac build of {len(names)} files twice: {elapsed:.2f} s")
+
+    root = pystac.Catalog.from_file(str(download_catalog(service, settings, tmp_path / "copy")))
+    found = sorted(item.id for item in root.get_items(recursive=True))
+    assert found == ["a/three.nc", "a/x/one.nc", "a/x/two.nc", "top.nc"]
+    assert [c.id for c in root.get_children()] == ["a"]  # b/ has no item left: its catalog is gone
+    root.validate_all()
+    assert not any(b.name.startswith("_stac/catalogs/b/") for b in refs.list_blobs())
+
+
+def test_a_catalog_failure_never_fails_the_reference(tmp_path, settings, storage, service, upload, validator, caplog):
+    path = samples.daily(tmp_path, 2)
+    name = "locked/day.nc"
+    blob = service.get_blob_client(settings.refs_container, item_path(name))
+    blob.upload_blob(b"{}", overwrite=True)
+    lease = blob.acquire_lease(lease_duration=-1)  # a leased blob refuses any other writer: the item cannot be written
+    try:
+        result = reference(settings, storage, upload, path, name)
+        assert result.status == "success"
+        assert any("STAC item" in w and "ncrefs stac build" in w for w in result.warnings), result.warnings
+        assert any("STAC item of" in r.message for r in caplog.records if r.levelname == "WARNING")
+        assert service.get_blob_client(settings.refs_container, "locked/day.json").exists()
+    finally:
+        lease.release()
+    assert catalog.build(settings, storage).failed == {}
+    assert item_of(settings, storage, f"{settings.source_container}/{name}")["properties"]["datetime"] == "2000-01-03T00:00:00Z"
+
+
+def test_a_dataset_gets_a_collection_and_loses_it_when_deleted(tmp_path, settings, storage, service, upload, validator):
+    paths = [samples.daily(tmp_path, day) for day in range(4)]
+    for path in paths:
+        upload(path, f"tas/{path.name}")
+    change = datasets.create(settings, storage, "tas-daily", prefix="tas/", outputs=["icechunk", "parquet", "json"])
+    assert change.members == 4
+    collection = catalog.show(settings, storage, "tas-daily")
+    assert collection["extent"]["spatial"]["bbox"] == [[-180.0, -90.0, 180.0, 90.0]]
+    assert collection["extent"]["temporal"]["interval"] == [["2000-01-01T00:00:00Z", "2000-01-04T00:00:00Z"]]
+    assert collection["cube:dimensions"]["time"]["extent"] == ["2000-01-01T00:00:00Z", "2000-01-04T00:00:00Z"]
+    assets = collection["assets"]
+    assert assets["icechunk"]["type"] == "application/vnd.zarr+icechunk"
+    assert assets["parquet"]["type"] == "application/vnd.apache.parquet"
+    assert (assets["json"]["type"], assets["json"]["roles"]) == ("application/json", ["references"])
+    assert assets["icechunk"]["href"].endswith(f"/{settings.refs_container}/_datasets/tas-daily/tas-daily.icechunk/")
+    assert collection["ncrefs:members"] == 4
+    checked = validate(collection)
+    assert stac_items.DATACUBE in checked and stac_items.STORAGE in checked
+    root = json.loads(service.get_blob_client(settings.refs_container, "_stac/catalog.json").download_blob().readall())
+    assert {"rel": "child", "href": "collections/tas-daily/collection.json", "type": "application/json",
+            "title": "tas-daily"} in root["links"]
+
+    datasets.delete(settings, storage, "tas-daily")
+    assert not service.get_blob_client(settings.refs_container, "_stac/collections/tas-daily/collection.json").exists()
+    root = json.loads(service.get_blob_client(settings.refs_container, "_stac/catalog.json").download_blob().readall())
+    assert not any("tas-daily" in link["href"] for link in root["links"])
+
+
+# -- readers ---------------------------------------------------------------------------------------
+def sign(href: str, azurite) -> str:
+    """What a reader of a private container does with an asset href (as Planetary Computer's ``pc.sign``)."""
+    key = dict(p.split("=", 1) for p in azurite.connection_string.split(";") if p)["AccountKey"]
+    container, _, blob = href.split("/devstoreaccount1/", 1)[1].partition("/")
+    token = generate_blob_sas("devstoreaccount1", container, blob, account_key=key, permission=BlobSasPermissions(read=True),
+                              expiry=datetime.now(timezone.utc) + timedelta(minutes=10))
+    return f"{href}?{token}"
+
+
+def test_xpystac_opens_an_items_reference(tmp_path, azurite, settings, storage, upload):
+    pytest.importorskip("xpystac")
+    path = samples.nc4_chunked_cf_time(tmp_path)
+    reference(settings, storage, upload, path, "read/t.nc", "json")
+    item = pystac.Item.from_dict(item_of(settings, storage, f"{settings.source_container}/read/t.nc"))
+    asset = item.assets["reference"]
+
+    # xpystac GETs a JSON reference's href with plain HTTP: a private container's href must be signed first.
+    import requests
+
+    with pytest.raises(requests.HTTPError):
+        xr.open_dataset(asset, engine="stac")
+    asset.href = sign(asset.href, azurite)
+    # The chunk URLs inside are abfs://: the reader gives adlfs the account (here Azurite's connection string).
+    options = {"remote_protocol": "abfs", "remote_options": {"connection_string": azurite.connection_string}}
+    with xr.open_dataset(asset, engine="stac", storage_options=options) as opened, \
+            xr.open_dataset(path, engine="h5netcdf") as original:
+        xr.testing.assert_allclose(opened.load(), original.load())
+
+
+# -- the command line ------------------------------------------------------------------------------
+def test_cli_stac_build_and_show(tmp_path, azurite, settings, storage, upload, validator):
+    reference(settings, storage, upload, samples.daily(tmp_path, 5), "cli/day.nc")
+    connection = ["--connection-string", azurite.connection_string]
+    built = run_cli("stac", "build", "--prefix", "cli/", "--json", *connection)
+    assert built.returncode == 0, built.stderr
+    assert json.loads(built.stdout)["items"] == 1
+    shown = run_cli("stac", "show", f"abfs://{settings.source_container}/cli/day.nc", "--json", *connection)
+    assert shown.returncode == 0, shown.stderr
+    document = json.loads(shown.stdout)
+    assert document["id"] == "cli/day.nc"
+    validate(document)
+    human = run_cli("stac", "show", f"{settings.source_container}/cli/day.nc", *connection)
+    assert "bbox [-180.0, -90.0, 180.0, 90.0]" in human.stdout and "asset reference: application/json" in human.stdout
+    missing = run_cli("stac", "show", f"{settings.source_container}/cli/none.nc", "--json", *connection)
+    assert missing.returncode == 2 and json.loads(missing.stdout)["error"]["code"] == "source_not_found"
+    unknown = run_cli("stac", "show", "no-such-dataset", *connection)
+    assert unknown.returncode == 2 and "dataset_not_found" in unknown.stderr
+    helped = run_cli("stac", "--help")
+    assert "ncrefs stac build" in helped.stdout
