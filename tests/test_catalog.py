@@ -359,3 +359,16 @@ def test_cli_stac_build_and_show(tmp_path, azurite, settings, storage, upload, v
     assert unknown.returncode == 2 and "dataset_not_found" in unknown.stderr
     helped = run_cli("stac", "--help")
     assert "ncrefs stac build" in helped.stdout
+
+
+def test_files_referenced_at_once_all_get_linked(tmp_path, settings, storage, service, upload):
+    from concurrent.futures import ThreadPoolExecutor
+
+    sources = [upload(samples.daily(tmp_path, day), f"many/day{day}.nc") for day in range(8)]
+    with ThreadPoolExecutor(8) as pool:  # eight conditional writes of one folder catalog at once: none lost
+        results = list(pool.map(lambda s: generate_reference(ReferenceRequest(source=s), settings, storage), sources))
+    assert all(r.status == "success" and not any("STAC" in w for w in r.warnings) for r in results)
+    folder = json.loads(service.get_blob_client(settings.refs_container, "_stac/catalogs/many/catalog.json")
+                        .download_blob().readall())
+    assert sorted(link["href"] for link in folder["links"] if link["rel"] == "item") == \
+        [f"../../items/many/day{day}.nc.json" for day in range(8)]
