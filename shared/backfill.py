@@ -24,13 +24,13 @@ from pydantic import BaseModel, Field
 
 from shared.errors import NcrefsError
 from shared.models import ReferenceRequest, ReferenceResult
-from shared.paths import BlobLocation, is_netcdf_name, reference_location
+from shared.paths import ERRORS_PREFIX, BlobLocation, error_record_location, is_netcdf_name, reference_location
 from shared.pipeline import run_request
 from shared.records import record_failure, recorded_failures
 from shared.sandbox import parser_pool
 from shared.settings import Settings
 from shared.storage import Storage
-from shared.writer import ZMETADATA
+from shared.writer import ZMETADATA, Listed
 
 MAX_ATTEMPTS = 4
 FIRST_BACKOFF_S = 0.5
@@ -57,36 +57,50 @@ class Candidate:
     etag: str
 
 
-def reference_one(source: str, settings: Settings, storage: Storage) -> ReferenceResult:
-    """Reference one blob, retrying what may succeed later."""
+def reference_one(source: str, settings: Settings, storage: Storage, listed: Listed | None = None) -> ReferenceResult:
+    """Reference one blob, retrying what may succeed later (``listed``: the plan's listing of the refs container)."""
     for attempt in range(1, MAX_ATTEMPTS + 1):
-        result = run_request(ReferenceRequest(source=source), settings, storage)
+        result = run_request(ReferenceRequest(source=source), settings, storage, listed=listed if attempt == 1 else None)
         if result.status != "error" or not result.error.retryable or attempt == MAX_ATTEMPTS:
             return result
         time.sleep(FIRST_BACKOFF_S * 2 ** (attempt - 1))
     return result
 
 
+@dataclass
+class Plan:
+    todo: list[Candidate]
+    current: int = 0  # skipped: their reference records their ETag
+    failed_before: int = 0  # skipped: their error record says they failed at this ETag
+    listed: Listed | None = None  # what the refs container held, so writes need not look again
+
+
 def plan(storage: Storage, settings: Settings, container: str, prefix: str, *, force: bool = False,
-         retry_failed: bool = False) -> tuple[list[Candidate], int, int]:
-    """The NetCDF blobs that need work; and how many were current, and how many failed before at their ETag."""
+         retry_failed: bool = False) -> Plan:
+    """The NetCDF blobs that need work, and what was skipped and why."""
     sources = [Candidate(BlobLocation(container, b.path), b.etag.strip('"'))
                for b in storage.list_blobs(container, prefix) if is_netcdf_name(b.path)]
     if force:
-        return sources, 0, 0
+        return Plan(sources)
     relative = prefix if container == settings.source_container else f"{container}/{prefix}"
-    refs = {b.path: b.metadata for b in storage.list_blobs(settings.refs_container, relative[: relative.rfind("/") + 1],
-                                                              metadata=True)}
+    folder = relative[: relative.rfind("/") + 1]
+    refs = {b.path: b.metadata for b in storage.list_blobs(settings.refs_container, folder, metadata=True)}
     failed = {} if retry_failed else recorded_failures(storage, settings, container, prefix)
-    todo, current, failed_before = [], 0, 0
+    names = set(refs)
+    prefixes = [folder]
+    if not retry_failed:  # the error records under the prefix were listed too
+        prefixes.append(f"{ERRORS_PREFIX}/{relative}")
+        names.update(error_record_location(BlobLocation(*source.split("/", 1)), refs_container=settings.refs_container,
+                                           source_container=settings.source_container).path for source in failed)
+    result = Plan([], listed=Listed(settings.refs_container, tuple(prefixes), frozenset(names)))
     for candidate in sources:
         if _reference_is_current(refs, candidate, settings):
-            current += 1
+            result.current += 1
         elif failed.get(str(candidate.source)) == candidate.etag:
-            failed_before += 1
+            result.failed_before += 1
         else:
-            todo.append(candidate)
-    return todo, current, failed_before
+            result.todo.append(candidate)
+    return result
 
 
 def _reference_is_current(refs: dict[str, dict], candidate: Candidate, settings: Settings) -> bool:
@@ -125,7 +139,8 @@ def backfill(
     container = container or settings.source_container
     storage = Storage(settings, connection_string)
     storage.ensure_container(settings.refs_container)
-    todo, current, failed_before = plan(storage, settings, container, prefix, force=force, retry_failed=retry_failed)
+    planned = plan(storage, settings, container, prefix, force=force, retry_failed=retry_failed)
+    todo, current, failed_before = planned.todo, planned.current, planned.failed_before
     summary = BackfillSummary(container=container, prefix=prefix, candidates=len(todo) + current + failed_before,
                               skipped=current, skipped_failed=failed_before)
     # A parser process costs ~1 s to start: a small batch is quicker on one.
@@ -139,7 +154,7 @@ def backfill(
     parser_pool(settings, size=workers)
 
     def work(candidate: Candidate) -> ReferenceResult:
-        result = reference_one(str(candidate.source), settings, storage)
+        result = reference_one(str(candidate.source), settings, storage, planned.listed)
         if result.status == "error" and not result.error.retryable:
             try:
                 record_failure(storage, settings, candidate.source, result, candidate.etag)

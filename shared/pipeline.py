@@ -30,7 +30,7 @@ from shared.sandbox import Parsed, parser_pool
 from shared.scan import scan_refs
 from shared.settings import Settings
 from shared.storage import Storage
-from shared.writer import Provenance, write_reference
+from shared.writer import Listed, Provenance, write_reference
 
 log = logging.getLogger("ncrefs")
 
@@ -60,9 +60,14 @@ class AccessPolicy:
 
 
 def generate_reference(
-    request: ReferenceRequest, settings: Settings, storage: Storage, policy: AccessPolicy = AccessPolicy()
+    request: ReferenceRequest, settings: Settings, storage: Storage, policy: AccessPolicy = AccessPolicy(),
+    listed: Listed | None = None,
 ) -> ReferenceResult:
-    """Reference one file; raise an :class:`NcrefsError` for anything that goes wrong."""
+    """Reference one file; raise an :class:`NcrefsError` for anything that goes wrong.
+
+    ``listed``: a listing of the refs container the caller just made (backfill); look-ups and deletes of
+    blobs it shows absent are skipped.
+    """
     started = time.perf_counter()
     source = parse_location(request.source, what="source", allow_local=policy.allow_local)
     policy.check(source, policy.source_containers, "source")
@@ -109,14 +114,16 @@ def generate_reference(
     if not request.scan_only:
         # Every read was pinned to info.etag (If-Match): a source replaced while we read it
         # raised SourceChanged before anything was written.
-        written = write_reference(storage, virtual.refs, target, fmt, Provenance(str(source), info))
+        written = write_reference(storage, virtual.refs, target, fmt, Provenance(str(source), info), listed)
         result.reference_bytes = written.size
         if written.replaced is not None:  # one reference per source: the other format's is gone, say so
             result.warnings.append(f"Replaced this source's {'Parquet' if fmt == 'json' else 'JSON'} reference "
                                    f"{_display(written.replaced, settings, storage)}.")
         if isinstance(source, BlobLocation):  # a stale record of an earlier failure no longer holds
-            storage.delete(error_record_location(source, refs_container=settings.refs_container,
-                                                 source_container=settings.source_container))
+            record = error_record_location(source, refs_container=settings.refs_container,
+                                           source_container=settings.source_container)
+            if listed is None or not listed.absent(record):
+                storage.delete(record)
         # The STAC catalog follows the reference (shared/catalog): its Item is written from the refs in
         # memory. A catalog failure never fails the reference: it becomes a warning (`ncrefs stac build` repairs).
         from shared.catalog import reference_written
@@ -150,10 +157,10 @@ def ensure_refs_container(request: ReferenceRequest, storage: Storage, settings:
 
 
 def run_request(request: ReferenceRequest, settings: Settings, storage: Storage,
-                policy: AccessPolicy = AccessPolicy()) -> ReferenceResult:
+                policy: AccessPolicy = AccessPolicy(), listed: Listed | None = None) -> ReferenceResult:
     """:func:`generate_reference`, with every failure turned into an error result."""
     try:
-        return generate_reference(request, settings, storage, policy)
+        return generate_reference(request, settings, storage, policy, listed)
     except Exception as error:  # noqa: BLE001 - every failure becomes a typed result
         return error_result(request.source, error)
 

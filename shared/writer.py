@@ -65,18 +65,21 @@ class Written:
     replaced: Location | None = None  # the same source's reference in the other format, now removed
 
 
-def write_reference(storage: Storage, refs: dict, target: Location, fmt: str, provenance: Provenance) -> Written:
+def write_reference(storage: Storage, refs: dict, target: Location, fmt: str, provenance: Provenance,
+                    listed: Listed | None = None) -> Written:
     """Write ``refs`` to ``target``; say its size and which other reference it replaced.
 
     JSON is one atomic upload. Parquet is a directory: its ``.zmetadata`` (what readers open
     first) is removed before the parts change and written last, so a reader finds the old
     reference, none, or the whole new one, never a mixture. The same reference in the other
-    format is removed, if this source owns it.
+    format is removed, if this source owns it. ``listed`` (a backfill's listing of the refs container)
+    spares the look-ups of blobs it shows absent; the write itself stays conditional on that.
     """
     metadata = provenance.metadata()
     data = ujson.dumps(refs, escape_forward_slashes=False).encode() if fmt == "json" else b""
-    for _ in range(WRITE_ATTEMPTS):
-        version = claim(storage, target, fmt, provenance.source)
+    for attempt in range(WRITE_ATTEMPTS):
+        absent = attempt == 0 and listed is not None and listed.absent(_marker(target, fmt))
+        version = None if absent else claim(storage, target, fmt, provenance.source)
         try:
             if fmt == "json":
                 storage.put(target, data, content_type="application/json", metadata=metadata,
@@ -92,11 +95,31 @@ def write_reference(storage: Storage, refs: dict, target: Location, fmt: str, pr
                        hint="Another writer is writing the same reference; try again when it is done.")
     other_fmt = "parquet" if fmt == "json" else "json"
     other = sibling(target, other_fmt)
+    if listed is not None and listed.absent(_marker(other, other_fmt)):
+        return Written(written)
     head = _head(storage, other, other_fmt)
     if head is not None and _owner(head) == provenance.source:
         _remove_reference(storage, other)
         return Written(written, other)
     return Written(written)
+
+
+@dataclass(frozen=True)
+class Listed:
+    """The names listings of the refs container under ``prefixes`` showed, a moment ago."""
+
+    container: str
+    prefixes: tuple[str, ...]
+    names: frozenset[str]
+
+    def absent(self, location: Location) -> bool:
+        return (isinstance(location, BlobLocation) and location.container == self.container
+                and location.path.startswith(self.prefixes) and location.path not in self.names)
+
+
+def _marker(target: Location, fmt: str) -> Location:
+    """The blob that says a reference exists (a Parquet reference's .zmetadata)."""
+    return target if fmt == "json" else child(target, ZMETADATA)
 
 
 def _head(storage: Storage, target: Location, fmt: str) -> BlobHead | None:

@@ -80,3 +80,16 @@ def test_backfill_of_a_missing_container_says_so(settings, capsys):
     assert main(["backfill", "--container", "no-such-container", "--json"]) == 2
     result = json.loads(capsys.readouterr().out)
     assert result["error"]["code"] == "source_not_found" and "no-such-container" in result["error"]["message"]
+
+
+def test_backfill_removes_the_error_record_of_a_file_fixed_since(tmp_path, settings, service, upload):
+    """The plan's listing spares look-ups of blobs it shows absent, never the removal of one it shows present."""
+    upload(samples.truncated_nc4(tmp_path), "fix/a.nc")
+    assert backfill(settings, prefix="fix/").failed == 1
+    record = "_errors/fix/a.nc.json"
+    assert service.get_blob_client(settings.refs_container, record).exists()
+    upload(samples.nc4_features(tmp_path), "fix/a.nc")  # fixed: a new version
+    summary = backfill(settings, prefix="fix/")
+    assert (summary.done, summary.failed) == (1, 0)
+    assert not service.get_blob_client(settings.refs_container, record).exists()
+    assert service.get_blob_client(settings.refs_container, "fix/a.json").exists()

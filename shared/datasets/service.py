@@ -158,10 +158,10 @@ def build(settings: Settings, storage: Storage, name: str, *, rebuild: bool = Fa
     started = time.perf_counter()
     definition = load_definition(settings, storage, name)
     _check_url_scheme(settings)
-    todo, _, _ = plan(storage, settings, definition.container, definition.prefix, retry_failed=False)
+    planned = plan(storage, settings, definition.container, definition.prefix, retry_failed=False)
     failed_files = {}
-    for candidate in todo:  # the per-file references a combination is made from
-        result = reference_one(str(candidate.source), settings, storage)
+    for candidate in planned.todo:  # the per-file references a combination is made from
+        result = reference_one(str(candidate.source), settings, storage, planned.listed)
         if result.status == "error":
             failed_files[str(candidate.source)] = f"[{result.error.code}] {result.error.message}"
     current = _current_references(settings, storage, definition)
