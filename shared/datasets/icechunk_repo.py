@@ -2,8 +2,8 @@
 virtual chunk container, built from the same connection as everything else.
 
 Chunks stay in the NetCDF sources: the repository holds their ``abfs://<source container>/…``
-byte ranges. Readers are authorized for that one container only, and every write records the
-sources' Last-Modified, so a source overwritten later fails loudly on read instead of
+byte ranges. Readers are authorized for that one container only, and every chunk reference is
+pinned to its source's ETag, so a source overwritten later fails loudly on read instead of
 serving other bytes.
 """
 
