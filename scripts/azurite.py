@@ -40,14 +40,17 @@ class Azurite:
     location: Path
     process: subprocess.Popen | None = None
     _owns_location: bool = field(default=False, repr=False)
+    # https with --cert/--key (and e.g. --oauth basic) for tests of signing in; plain http otherwise.
+    scheme: str = "http"
+    extra_args: tuple[str, ...] = ()
 
     @property
     def blob_endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.port}/{ACCOUNT}"
+        return f"{self.scheme}://127.0.0.1:{self.port}/{ACCOUNT}"
 
     @property
     def connection_string(self) -> str:
-        return (f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT};AccountKey={_development_key()};"
+        return (f"DefaultEndpointsProtocol={self.scheme};AccountName={ACCOUNT};AccountKey={_development_key()};"
                 f"BlobEndpoint={self.blob_endpoint};")
 
     def start(self, timeout: float = 30.0) -> Azurite:
@@ -56,7 +59,7 @@ class Azurite:
         log = open(self.location / "azurite.log", "ab")
         self.process = subprocess.Popen(
             [str(AZURITE_BLOB), "--blobHost", "127.0.0.1", "--blobPort", str(self.port), "--location", str(self.location),
-             "--skipApiVersionCheck", "--disableTelemetry", "--silent"],
+             "--skipApiVersionCheck", "--disableTelemetry", "--silent", *self.extra_args],
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
         deadline = time.monotonic() + timeout

@@ -14,10 +14,6 @@ import hashlib
 import hmac
 import ipaddress
 import json
-import os
-import signal
-import socket
-import subprocess
 import threading
 import time
 from dataclasses import dataclass, field
@@ -26,12 +22,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
-from scripts.azurite import ACCOUNT, AZURITE_BLOB, free_port
+from scripts.azurite import Azurite, free_port
 
 STORAGE_AUDIENCE = "https://storage.azure.com"
 TENANT = "00000000-0000-4000-8000-00000000cafe"
-# Azurite's published development key (the same one UseDevelopmentStorage=true expands to).
-DEVELOPMENT_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 
 
 # -- TLS ----------------------------------------------------------------------------------------------
@@ -83,59 +77,11 @@ def write_certificates(directory: Path) -> tuple[Path, Path, Path]:
 
 
 # -- Azurite with OAuth --------------------------------------------------------------------------------
-@dataclass
-class OAuthAzurite:
+def start_oauth_azurite(location: Path, cert: Path, key: Path) -> Azurite:
     """Azurite's blob service on https://127.0.0.1:<port>, accepting bearer tokens (``--oauth basic``)."""
-
-    port: int
-    location: Path
-    process: subprocess.Popen | None = None
-
-    @property
-    def blob_endpoint(self) -> str:
-        return f"https://127.0.0.1:{self.port}/{ACCOUNT}"
-
-    @property
-    def connection_string(self) -> str:
-        return (f"DefaultEndpointsProtocol=https;AccountName={ACCOUNT};AccountKey={DEVELOPMENT_KEY};"
-                f"BlobEndpoint={self.blob_endpoint};")
-
-    def start(self, cert: Path, key: Path, timeout: float = 30.0) -> OAuthAzurite:
-        if not AZURITE_BLOB.exists():
-            raise RuntimeError(f"Azurite is not installed at {AZURITE_BLOB}: run `npm ci` (scripts/bootstrap does).")
-        with open(self.location / "azurite.log", "ab") as log:
-            self.process = subprocess.Popen(
-                [str(AZURITE_BLOB), "--blobHost", "127.0.0.1", "--blobPort", str(self.port),
-                 "--location", str(self.location), "--oauth", "basic", "--cert", str(cert), "--key", str(key),
-                 "--skipApiVersionCheck", "--loose", "--disableTelemetry", "--silent"],
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-            )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"Azurite exited with {self.process.returncode}; see {self.location / 'azurite.log'}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return self
-            except OSError:
-                time.sleep(0.05)
-        self.stop()
-        raise RuntimeError(f"Azurite did not listen on 127.0.0.1:{self.port} within {timeout} s")
-
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
-        self.process = None
-
-
-def start_oauth_azurite(location: Path, cert: Path, key: Path) -> OAuthAzurite:
     location.mkdir(parents=True, exist_ok=True)
-    return OAuthAzurite(free_port(), location).start(cert, key)
+    return Azurite(free_port(), location, scheme="https",
+                   extra_args=("--oauth", "basic", "--cert", str(cert), "--key", str(key), "--loose")).start()
 
 
 # -- tokens and the managed identity endpoint -----------------------------------------------------------
