@@ -10,6 +10,8 @@ import argparse
 import json
 import sys
 
+from shared.cli_common import nested, report_failure
+
 COMMANDS: tuple[str, ...] = ("stac",)
 EXAMPLES: dict[str, str] = {
     "stac": "examples:\n"
@@ -23,11 +25,7 @@ EXAMPLES: dict[str, str] = {
 def add_commands(command) -> None:
     """Add ``stac`` with ``command(name, summary)`` from the main parser."""
     stac = command("stac", "the STAC catalog of referenced files (items) and datasets (collections)")
-    actions = stac.add_subparsers(dest="action", required=True, parser_class=type(stac))
-
-    def action(name: str, summary: str) -> argparse.ArgumentParser:
-        return actions.add_parser(name, help=summary, description=summary, parents=stac._ncrefs_parents,
-                                  epilog=stac.epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
+    action = nested(stac)
 
     build = action("build", "(re)write the catalog for the references and datasets that exist; remove what is gone")
     build.add_argument("--prefix", default="", help="only items of references under this path (as in refs/<path>)")
@@ -38,8 +36,6 @@ def add_commands(command) -> None:
 
 def run(args: argparse.Namespace, settings, as_json: bool) -> int:
     from shared import catalog
-    from shared.errors import NcrefsError
-    from shared.pipeline import error_result
     from shared.storage import Storage
 
     storage = Storage(settings)
@@ -60,12 +56,7 @@ def run(args: argparse.Namespace, settings, as_json: bool) -> int:
                 print(f"  not described: {name}: {problem}", file=sys.stderr)
         return 1 if summary.failed else 0
     except Exception as error:  # noqa: BLE001 - reported in the error model (unexpected ones with a correlation id)
-        info = error_result(what, error).error
-        if as_json:
-            print(json.dumps({"status": "error", "input": what, "error": info.model_dump(exclude_none=True)}, indent=2))
-        else:
-            print(f"error [{info.code}] {info.message}\n  what to do: {info.hint}", file=sys.stderr)
-        return error.kind.exit_code if isinstance(error, NcrefsError) else 1
+        return report_failure(what, error, as_json)
 
 
 def _describe(document: dict) -> str:

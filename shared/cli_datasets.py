@@ -14,6 +14,8 @@ import argparse
 import json
 import sys
 
+from shared.cli_common import nested, report_failure
+
 COMMANDS = ("dataset", "open")
 EXAMPLES = {
     "dataset": "examples:\n"
@@ -28,11 +30,7 @@ EXAMPLES = {
 def add_commands(command) -> None:
     """Add ``dataset`` and ``open`` with ``command(name, summary)`` from the main parser."""
     dataset = command("dataset", "define, build, show and delete datasets (many files combined into one)")
-    actions = dataset.add_subparsers(dest="action", required=True, parser_class=type(dataset))
-
-    def action(name: str, summary: str) -> argparse.ArgumentParser:
-        return actions.add_parser(name, help=summary, description=summary, parents=dataset._ncrefs_parents,
-                                  epilog=dataset.epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
+    action = nested(dataset)
 
     create = action("create", "define a dataset over the files under a prefix, and build it")
     create.add_argument("name", help="1-63 lowercase letters, digits and hyphens")
@@ -65,8 +63,6 @@ def _outputs(text: str) -> list[str]:
 
 def run(args: argparse.Namespace, settings, as_json: bool) -> int:
     from shared import datasets
-    from shared.errors import NcrefsError
-    from shared.pipeline import error_result
     from shared.storage import Storage
 
     storage = Storage(settings)
@@ -99,12 +95,7 @@ def run(args: argparse.Namespace, settings, as_json: bool) -> int:
               else f"deleted dataset {args.name} ({removed} blobs of definition, state and outputs; no source touched)")
         return 0
     except Exception as error:  # noqa: BLE001 - reported in the error model (unexpected ones with a correlation id)
-        info = error_result(what, error).error
-        if as_json:
-            print(json.dumps({"status": "error", "input": what, "error": info.model_dump(exclude_none=True)}, indent=2))
-        else:
-            print(f"error [{info.code}] {info.message}\n  what to do: {info.hint}", file=sys.stderr)
-        return error.kind.exit_code if isinstance(error, NcrefsError) else 1
+        return report_failure(what, error, as_json)
 
 
 def _open(args, settings) -> int:
