@@ -12,6 +12,7 @@ settings, so it can move behind a queue trigger unchanged.
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
 from collections import Counter
@@ -25,13 +26,14 @@ from pydantic import BaseModel, Field
 from shared.errors import NcrefsError
 from shared.models import ReferenceRequest, ReferenceResult
 from shared.paths import ERRORS_PREFIX, BlobLocation, error_record_location, is_netcdf_name, reference_location
-from shared.pipeline import run_request
+from shared.pipeline import Batch, run_request
 from shared.records import record_failure, recorded_failures
 from shared.sandbox import parser_pool
 from shared.settings import Settings
 from shared.storage import Storage
 from shared.writer import ZMETADATA, Listed
 
+log = logging.getLogger("ncrefs.backfill")
 MAX_ATTEMPTS = 4
 FIRST_BACKOFF_S = 0.5
 # Below this many files, one worker unless asked (starting more costs more than it saves).
@@ -57,10 +59,12 @@ class Candidate:
     etag: str
 
 
-def reference_one(source: str, settings: Settings, storage: Storage, listed: Listed | None = None) -> ReferenceResult:
-    """Reference one blob, retrying what may succeed later (``listed``: the plan's listing of the refs container)."""
+def reference_one(source: str, settings: Settings, storage: Storage, batch: Batch | None = None) -> ReferenceResult:
+    """Reference one blob, retrying what may succeed later (``batch``: what the run over many files shares)."""
     for attempt in range(1, MAX_ATTEMPTS + 1):
-        result = run_request(ReferenceRequest(source=source), settings, storage, listed=listed if attempt == 1 else None)
+        # A retry looks again: the listing may be out of date by then.
+        shared = batch if attempt == 1 or batch is None else Batch(catalog_links=batch.catalog_links)
+        result = run_request(ReferenceRequest(source=source), settings, storage, batch=shared)
         if result.status != "error" or not result.error.retryable or attempt == MAX_ATTEMPTS:
             return result
         time.sleep(FIRST_BACKOFF_S * 2 ** (attempt - 1))
@@ -141,6 +145,7 @@ def backfill(
     storage.ensure_container(settings.refs_container)
     planned = plan(storage, settings, container, prefix, force=force, retry_failed=retry_failed)
     todo, current, failed_before = planned.todo, planned.current, planned.failed_before
+    batch = Batch(listed=planned.listed)  # and the STAC items to link in once, at the end
     summary = BackfillSummary(container=container, prefix=prefix, candidates=len(todo) + current + failed_before,
                               skipped=current, skipped_failed=failed_before)
     # A parser process costs ~1 s to start: a small batch is quicker on one.
@@ -154,7 +159,7 @@ def backfill(
     parser_pool(settings, size=workers)
 
     def work(candidate: Candidate) -> ReferenceResult:
-        result = reference_one(str(candidate.source), settings, storage, planned.listed)
+        result = reference_one(str(candidate.source), settings, storage, batch)
         if result.status == "error" and not result.error.retryable:
             try:
                 record_failure(storage, settings, candidate.source, result, candidate.etag)
@@ -178,9 +183,20 @@ def backfill(
                     say(_file_line(result))
             bar.update(1)
     bar.close()
+    if batch.catalog_links:
+        _link_catalog(settings, storage, batch.catalog_links)
     summary.failed_by_code = dict(Counter(f.error.code for f in summary.failures if f.error))
     summary.elapsed_s = round(time.perf_counter() - started, 3)
     return summary
+
+
+def _link_catalog(settings: Settings, storage: Storage, items: set[str]) -> None:
+    from shared.catalog import link_items
+
+    try:
+        link_items(settings, storage, items)
+    except Exception as error:  # noqa: BLE001 - the references are written; `ncrefs stac build` relinks
+        log.warning("STAC catalog links of %d items not updated (%s); run `ncrefs stac build`", len(items), error)
 
 
 def _file_line(result: ReferenceResult) -> str:

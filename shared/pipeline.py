@@ -11,7 +11,7 @@ import json
 import logging
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from shared.errors import InternalError, InvalidRequest, NcrefsError, SourceNotAllowed
 from shared.models import ErrorInfo, ReferenceRequest, ReferenceResult
@@ -59,14 +59,22 @@ class AccessPolicy:
             )
 
 
+@dataclass
+class Batch:
+    """What a run over many files (backfill) shares with each file's reference."""
+
+    listed: Listed | None = None  # its listing of the refs container, a moment ago
+    catalog_links: set[str] = field(default_factory=set)  # STAC items to link in once, at the end
+
+
 def generate_reference(
     request: ReferenceRequest, settings: Settings, storage: Storage, policy: AccessPolicy = AccessPolicy(),
-    listed: Listed | None = None,
+    batch: Batch | None = None,
 ) -> ReferenceResult:
     """Reference one file; raise an :class:`NcrefsError` for anything that goes wrong.
 
-    ``listed``: a listing of the refs container the caller just made (backfill); look-ups and deletes of
-    blobs it shows absent are skipped.
+    ``batch``: what a run over many files (backfill) shares: its listing of the refs container (look-ups
+    and deletes of blobs it shows absent are skipped), and the catalog links it makes once at the end.
     """
     started = time.perf_counter()
     source = parse_location(request.source, what="source", allow_local=policy.allow_local)
@@ -114,6 +122,7 @@ def generate_reference(
     if not request.scan_only:
         # Every read was pinned to info.etag (If-Match): a source replaced while we read it
         # raised SourceChanged before anything was written.
+        listed = batch.listed if batch else None
         written = write_reference(storage, virtual.refs, target, fmt, Provenance(str(source), info), listed)
         result.reference_bytes = written.size
         if written.replaced is not None:  # one reference per source: the other format's is gone, say so
@@ -128,7 +137,8 @@ def generate_reference(
         # memory. A catalog failure never fails the reference: it becomes a warning (`ncrefs stac build` repairs).
         from shared.catalog import reference_written
 
-        if (warning := reference_written(settings, storage, source, target, fmt, virtual.refs, info)) is not None:
+        deferred = batch.catalog_links if batch else None
+        if (warning := reference_written(settings, storage, source, target, fmt, virtual.refs, info, deferred)) is not None:
             result.warnings.append(warning)
     result.elapsed_s = round(time.perf_counter() - started, 3)
     return result
@@ -157,10 +167,10 @@ def ensure_refs_container(request: ReferenceRequest, storage: Storage, settings:
 
 
 def run_request(request: ReferenceRequest, settings: Settings, storage: Storage,
-                policy: AccessPolicy = AccessPolicy(), listed: Listed | None = None) -> ReferenceResult:
+                policy: AccessPolicy = AccessPolicy(), batch: Batch | None = None) -> ReferenceResult:
     """:func:`generate_reference`, with every failure turned into an error result."""
     try:
-        return generate_reference(request, settings, storage, policy, listed)
+        return generate_reference(request, settings, storage, policy, batch)
     except Exception as error:  # noqa: BLE001 - every failure becomes a typed result
         return error_result(request.source, error)
 

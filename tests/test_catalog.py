@@ -388,3 +388,14 @@ def test_files_referenced_at_once_all_get_linked(tmp_path, settings, storage, se
                         .download_blob().readall())
     assert sorted(link["href"] for link in folder["links"] if link["rel"] == "item") == \
         [f"../../items/many/day{day}.nc.json" for day in range(8)]
+
+
+def test_a_backfill_links_its_items_once_at_the_end(tmp_path, settings, storage, service, upload):
+    from shared.backfill import backfill
+
+    for day in range(6):
+        upload(samples.daily(tmp_path, day), f"batch/sub/day{day}.nc")
+    assert backfill(settings, prefix="batch/", workers=3, progress=False).done == 6
+    root = pystac.Catalog.from_file(str(download_catalog(service, settings, tmp_path / "copy")))
+    assert sorted(item.id for item in root.get_items(recursive=True)) == [f"batch/sub/day{d}.nc" for d in range(6)]
+    assert [c.id for c in root.get_children()] == ["batch"]

@@ -12,10 +12,11 @@ from shared.catalog.store import (
     dataset_deleted,
     folder_catalog_path,
     item_path,
+    link_items,
     reference_written,
     remove_item,
     show,
 )
 
 __all__ = ["ROOT", "STAC_PREFIX", "BuildSummary", "build", "collection_path", "dataset_changed", "dataset_deleted",
-           "folder_catalog_path", "item_path", "reference_written", "remove_item", "show"]
+           "folder_catalog_path", "item_path", "link_items", "reference_written", "remove_item", "show"]

@@ -75,8 +75,10 @@ def _parent_folder(folder: str) -> str:
 
 
 # -- items -----------------------------------------------------------------------------------------
-def reference_written(settings: Settings, storage: Storage, source, target, fmt: str, refs: dict, info) -> str | None:
-    """The pipeline wrote ``target`` (``fmt``) for ``source``: write its Item and link it in.
+def reference_written(settings: Settings, storage: Storage, source, target, fmt: str, refs: dict, info,
+                      deferred_links: set[str] | None = None) -> str | None:
+    """The pipeline wrote ``target`` (``fmt``) for ``source``: write its Item and link it in (or, for a
+    batch, add it to ``deferred_links`` for :func:`link_items` at the end).
 
     Never raises: a catalog failure must not fail the reference. Returns a warning for the
     result when the item could not be written (``ncrefs stac build`` repairs the catalog)."""
@@ -85,7 +87,10 @@ def reference_written(settings: Settings, storage: Storage, source, target, fmt:
     try:
         relative = write_item(settings, storage, source, target, fmt, References.from_dict(refs),
                               last_modified=info.last_modified, size=info.size)
-        link_item(settings, storage, relative)
+        if deferred_links is None:
+            link_item(settings, storage, relative)
+        else:
+            deferred_links.add(relative)
         return None
     except Exception as error:  # noqa: BLE001 - the reference is written; the catalog catches up later
         what = error.message if isinstance(error, NcrefsError) else f"{type(error).__name__}: {error}"
@@ -141,6 +146,22 @@ def link_item(settings: Settings, storage: Storage, relative: str) -> None:
         folder = parent
 
 
+def link_items(settings: Settings, storage: Storage, relatives: set[str]) -> None:
+    """Link many items in: one conditional write per folder catalog that changes, not one per item."""
+    additions: dict[str, list[dict]] = {}
+    for relative in relatives:
+        folder = posixpath.dirname(relative)
+        additions.setdefault(folder, []).append(_link("item", folder_catalog_path(folder), item_path(relative)))
+        while folder:
+            parent = _parent_folder(folder)
+            child = _link("child", folder_catalog_path(parent), folder_catalog_path(folder), title=folder)
+            if child not in additions.setdefault(parent, []):
+                additions[parent].append(child)
+            folder = parent
+    for folder, links in additions.items():
+        _change_links(settings, storage, folder, add=links)
+
+
 def remove_item(settings: Settings, storage: Storage, relative: str) -> bool:
     """Remove an item and its link (empty folder catalogs stay until ``build``)."""
     removed = storage.delete(BlobLocation(settings.refs_container, item_path(relative)))
@@ -172,9 +193,10 @@ def _order(links: list[dict]) -> list[dict]:
     return head + rest
 
 
-def _change_links(settings: Settings, storage: Storage, folder: str, *, add: dict | None = None,
+def _change_links(settings: Settings, storage: Storage, folder: str, *, add: dict | list[dict] | None = None,
                   remove: str | None = None, replace: list[dict] | None = None) -> bool:
-    """Add or remove one link of a folder catalog (or set all its child/item links), by a conditional write."""
+    """Add links to a folder catalog, remove one, or set all its child/item links, by a conditional write."""
+    adds = [add] if isinstance(add, dict) else (add or [])
     location = BlobLocation(settings.refs_container, folder_catalog_path(folder))
     for _ in range(LINK_ATTEMPTS):
         found = storage.get(location)
@@ -190,8 +212,9 @@ def _change_links(settings: Settings, storage: Storage, folder: str, *, add: dic
         links = [l for l in document["links"] if isinstance(l, dict) and "rel" in l and "href" in l]
         if replace is not None:
             links = [l for l in links if l["rel"] in ("root", "parent")] + replace
-        if add is not None and not any(l["rel"] == add["rel"] and l["href"] == add["href"] for l in links):
-            links.append(add)
+        for new in adds:
+            if not any(l["rel"] == new["rel"] and l["href"] == new["href"] for l in links):
+                links.append(new)
         if remove is not None:
             links = [l for l in links if l["href"] != remove]
         links = _order(links)

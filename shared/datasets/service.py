@@ -154,6 +154,7 @@ def build(settings: Settings, storage: Storage, name: str, *, rebuild: bool = Fa
     """Bring a dataset up to date with the sources under its prefix: missing or stale per-file
     references first, then one commit if anything changed (``rebuild``: from scratch)."""
     from shared.backfill import plan, reference_one
+    from shared.pipeline import Batch
 
     started = time.perf_counter()
     definition = load_definition(settings, storage, name)
@@ -161,7 +162,7 @@ def build(settings: Settings, storage: Storage, name: str, *, rebuild: bool = Fa
     planned = plan(storage, settings, definition.container, definition.prefix, retry_failed=False)
     failed_files = {}
     for candidate in planned.todo:  # the per-file references a combination is made from
-        result = reference_one(str(candidate.source), settings, storage, planned.listed)
+        result = reference_one(str(candidate.source), settings, storage, Batch(listed=planned.listed))
         if result.status == "error":
             failed_files[str(candidate.source)] = f"[{result.error.code}] {result.error.message}"
     current = _current_references(settings, storage, definition)
