@@ -162,14 +162,10 @@ class RangeReader(io.RawIOBase):
             for start, end in wanted:
                 self._store(start, self._get(start, end), keep=(start, end))
             return
-        for first in range(0, len(wanted), MANY_PER_CALL):
-            batch = wanted[first : first + MANY_PER_CALL]
+        for at in range(0, len(wanted), MANY_PER_CALL):
+            batch = wanted[at : at + MANY_PER_CALL]
             for (start, end), data in zip(batch, self._fetch_many(batch)):
-                if len(data) != end - start:
-                    raise EOFError(f"{self.name}: asked for bytes {start}-{end}, got {len(data)}")
-                self.stats.requests += 1
-                self.stats.bytes_read += len(data)
-                self._store(start, bytes(data), keep=(start, end))
+                self._store(start, self._counted(start, end, bytes(data)), keep=(start, end))
 
     def prefetch_all(self) -> None:
         """Fetch every byte not yet cached in one GET (from the first missing byte to the last;
@@ -211,7 +207,10 @@ class RangeReader(io.RawIOBase):
         return self.stats.requests * REQUEST_LATENCY_S >= REQUEST_LATENCY_S + missing / BANDWIDTH_BPS
 
     def _get(self, start: int, end: int) -> bytes:
-        data = bytes(self._fetch(start, end))
+        return self._counted(start, end, bytes(self._fetch(start, end)))
+
+    def _counted(self, start: int, end: int, data: bytes) -> bytes:
+        """One GET's answer for ``[start, end)``: counted, and refused if short."""
         with self._stats_lock:  # fetch_counted may run on several threads at once
             self.stats.requests += 1
             self.stats.bytes_read += len(data)

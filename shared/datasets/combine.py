@@ -183,7 +183,7 @@ def order(pieces: list[Piece], concat_dim: str, dataset_name: str) -> list[Piece
     for before, after in zip(ordered, ordered[1:]):
         if after.first <= before.last:
             raise NotCombinable(f"{after.source} overlaps {before.source} along {concat_dim!r} in dataset {dataset_name!r} "
-                                f"({_text(after.first)} is not after {_text(before.last)}).",
+                                f"({as_text(after.first)} is not after {as_text(before.last)}).",
                                 hint="Each step may come from one file only: remove the duplicate file.")
     for piece in ordered[:-1]:  # only the last member may end in a partial chunk
         for name, entry in piece.signature["variables"].items():
@@ -207,12 +207,8 @@ def concatenate(pieces: list[Piece], concat_dim: str):
                      compat="override", join="override", combine_attrs="override")
 
 
-def _text(value) -> str:
+def as_text(value) -> str:
+    """A concat coordinate value as text (ISO for times): messages, and members' first/last in the state."""
     if isinstance(value, np.datetime64):
         return np.datetime_as_string(value, unit="auto")
     return str(value.item() if isinstance(value, np.generic) else value)
-
-
-def as_text(value) -> str:
-    """How a member's first/last value is recorded in the state."""
-    return _text(value)
