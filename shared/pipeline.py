@@ -94,7 +94,7 @@ def generate_reference(
         raise
     finally:
         reader.close()
-    report = scan_refs(virtual.refs)
+    report = scan_refs(virtual.reference)
     report.skipped_variables = virtual.skipped_variables
     chunk_count = sum(v.chunk_count for v in report.variables)
     fmt = _choose_format(request, target, chunk_count, settings)
@@ -117,13 +117,13 @@ def generate_reference(
         source_etag=info.etag,
         source_size=info.size,
         scan=report,
-        **_summary(virtual.refs),
+        **_summary(virtual.reference.entries),
     )
     if not request.scan_only:
         # Every read was pinned to info.etag (If-Match): a source replaced while we read it
         # raised SourceChanged before anything was written.
         listed = batch.listed if batch else None
-        written = write_reference(storage, virtual.refs, target, fmt, Provenance(str(source), info), listed)
+        written = write_reference(storage, virtual.reference, target, fmt, Provenance(str(source), info), listed)
         result.reference_bytes = written.size
         if written.replaced is not None:  # one reference per source: the other format's is gone, say so
             result.warnings.append(f"Replaced this source's {'Parquet' if fmt == 'json' else 'JSON'} reference "
@@ -138,7 +138,7 @@ def generate_reference(
         from shared.catalog import reference_written
 
         deferred = batch.catalog_links if batch else None
-        if (warning := reference_written(settings, storage, source, target, fmt, virtual.refs, info, deferred)) is not None:
+        if (warning := reference_written(settings, storage, source, target, fmt, virtual.reference, info, deferred)) is not None:
             result.warnings.append(warning)
     result.elapsed_s = round(time.perf_counter() - started, 3)
     return result
@@ -228,9 +228,8 @@ def _display(target: Location, settings: Settings, storage: Storage) -> str:
     return target.url(settings.url_scheme, _endpoint_for_urls(settings, storage))
 
 
-def _summary(refs: dict) -> dict:
-    """Dimensions, variable names and global attributes, as the seed API reported them."""
-    table = refs["refs"]
+def _summary(table: dict) -> dict:
+    """Dimensions, variable names and global attributes (from the reference's metadata), as the seed API reported them."""
     dimensions: dict[str, int] = {}
     variables: list[str] = []
     for key in sorted(table):

@@ -85,6 +85,8 @@ class RangeReader(io.RawIOBase):
         self._cached_bytes = 0
         self._last_end = -1
         self._pos = 0
+        # Told of every read (offset, bytes) so it can fetch what the parser will want next (shared/btree.py).
+        self.read_ahead: Callable[[int, bytes], None] | None = None
 
     # -- io.RawIOBase -------------------------------------------------------------------
     def readable(self) -> bool:
@@ -123,7 +125,10 @@ class RangeReader(io.RawIOBase):
             return b""
         for gap_start, gap_end in self._gaps(offset, end):
             self._fill(gap_start, gap_end, keep=(offset, end))
-        return self._assemble(offset, end)
+        data = self._assemble(offset, end)
+        if self.read_ahead is not None:
+            self.read_ahead(offset, data)
+        return data
 
     def add_fetched(self, start: int, data: bytes) -> None:
         """Take bytes the caller fetched itself (one GET) into the cache and the counts."""
@@ -174,11 +179,7 @@ class RangeReader(io.RawIOBase):
         if not gaps:
             return
         start, end = gaps[0][0], gaps[-1][1]
-        data = self._get(start, end)
-        for inside in [s for s in self._starts if start <= s < end]:  # replaced by the new span
-            self._starts.remove(inside)
-            self._cached_bytes -= len(self._segments.pop(inside))
-        self._store(start, data, keep=(start, end))
+        self._store(start, self._get(start, end), keep=(start, end))
 
     def _fill(self, start: int, end: int, keep: tuple[int, int]) -> None:
         if self._rest_is_cheaper():
@@ -239,8 +240,15 @@ class RangeReader(io.RawIOBase):
         return gaps
 
     def _store(self, start: int, data: bytes, keep: tuple[int, int]) -> None:
-        """Cache a segment, evicting the ones farthest behind (parsers mostly move forward)
-        but never one that the read in progress (``keep``) still needs."""
+        """Cache the parts of a segment not cached yet (segments never overlap), evicting the ones
+        farthest behind (parsers mostly move forward) but never one that the read in progress
+        (``keep``) still needs."""
+        pieces = self._gaps(start, start + len(data))
+        if pieces != [(start, start + len(data))]:
+            view = memoryview(data)
+            for piece_start, piece_end in pieces:
+                self._store(piece_start, bytes(view[piece_start - start : piece_end - start]), keep)
+            return
         index = 0
         while self._cached_bytes + len(data) > self._cache_limit and index < len(self._starts):
             victim = self._starts[index]

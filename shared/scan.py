@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from shared.chunkrefs import Reference
 from shared.models import ScanReport, VariableReport
 
 SINGLE_PIECE_WARN_BYTES = 64 << 20
@@ -34,14 +35,12 @@ def _mb(n: int) -> str:
     return f"{n / 1e6:.1f} MB"
 
 
-def scan_refs(refs: dict[str, Any]) -> ScanReport:
-    """Per-variable layout and warnings from a ``{"version": 1, "refs": {...}}`` reference."""
-    table = refs["refs"]
-    chunk_keys: dict[str, list[str]] = {}
-    for key in table:
-        parent, _, leaf = key.rpartition("/")
-        if parent and not leaf.startswith("."):
-            chunk_keys.setdefault(parent, []).append(key)
+def scan_refs(reference: Reference | dict[str, Any]) -> ScanReport:
+    """Per-variable layout and warnings from a reference (or a ``{"version": 1, "refs": {...}}`` dict)."""
+    if not isinstance(reference, Reference):
+        reference = Reference.from_kerchunk(reference)
+    table = reference.entries
+    in_entries = reference.chunk_entries()
 
     variables: list[VariableReport] = []
     warnings: list[str] = []
@@ -53,9 +52,10 @@ def scan_refs(refs: dict[str, Any]) -> ScanReport:
         zattrs = json.loads(table.get(f"{name}/.zattrs", "{}"))
         shape, chunks = zarray["shape"], zarray["chunks"]
         itemsize = np.dtype(zarray["dtype"]).itemsize if isinstance(zarray["dtype"], str) else 0
-        keys = chunk_keys.get(name, [])
-        lengths = [_stored_length(table[k]) for k in keys]
-        inlined = sum(1 for k in keys if not isinstance(table[k], list))
+        copied = in_entries.get(name, {})
+        ranges = reference.tables.get(name)
+        count = len(copied) + (ranges.count() if ranges is not None else 0)
+        stored = sum(_stored_length(value) for value in copied.values()) + (ranges.stored_bytes() if ranges is not None else 0)
         codecs = [c["id"] for c in (zarray.get("filters") or [])] + ([zarray["compressor"]["id"]] if zarray.get("compressor") else [])
         report = VariableReport(
             name=name,
@@ -64,11 +64,11 @@ def scan_refs(refs: dict[str, Any]) -> ScanReport:
             dtype=str(zarray["dtype"]),
             chunks=chunks,
             codecs=codecs,
-            chunk_count=len(keys),
+            chunk_count=count,
             chunk_grid_count=math.prod(math.ceil(s / c) for s, c in zip(shape, chunks) if c) if shape else 1,
-            inlined_chunks=inlined,
-            stored_bytes=sum(lengths),
-            mean_chunk_bytes=sum(lengths) // len(lengths) if lengths else 0,
+            inlined_chunks=sum(1 for value in copied.values() if not isinstance(value, list)),
+            stored_bytes=stored,
+            mean_chunk_bytes=stored // count if count else 0,
             uncompressed_chunk_bytes=math.prod(chunks) * itemsize,
         )
         variables.append(report)

@@ -26,10 +26,11 @@ from typing import Any
 
 import numcodecs
 import numpy as np
-from virtualizarr.manifests import ManifestGroup
+from virtualizarr.manifests import ManifestArray, ManifestGroup
 from virtualizarr.parsers import netcdf3 as vz_netcdf3
 
-from shared import hdf5
+from shared import btree, chunkrefs, hdf5
+from shared.chunkrefs import ChunkTable, Reference
 from shared.cf import PACKING, packing_note
 from shared.errors import CorruptFile, LimitsExceeded, NcrefsError, NotVirtualizable
 from shared.formats import FileFormat
@@ -54,7 +55,7 @@ DECODING_NOTES = "ncrefs_decoding_notes"
 
 @dataclass
 class Virtualized:
-    refs: dict[str, Any]
+    reference: Reference
     warnings: list[str] = field(default_factory=list)
     groups: list[str] = field(default_factory=lambda: ["/"])
     plan: str = "ranged"
@@ -68,7 +69,7 @@ def virtualize(reader: RangeReader, fmt: FileFormat, url: str, *, inline_thresho
     A variable Zarr cannot reference exactly is left out and named, with why, in the result,
     its warnings and the reference's own attributes; ``strict`` refuses the file instead.
     """
-    result = Virtualized(refs={})
+    result = Virtualized(reference=Reference({}))
     # Parsing runs one file at a time per process, so catching warnings here cannot mix
     # two invocations' warnings (warnings.catch_warnings is process-wide, not thread-safe).
     with warnings.catch_warnings(record=True) as caught:
@@ -81,30 +82,43 @@ def virtualize(reader: RangeReader, fmt: FileFormat, url: str, *, inline_thresho
                 unwritten = {}
             # One virtual dataset per group, unaligned (a DataTree would force child groups'
             # dimensions to agree with their parents', which NetCDF does not require).
-            datasets = root.to_virtual_datasets()
-            group_refs = {path: ds.vz.to_kerchunk(format="dict")["refs"] for path, ds in datasets.items()}
+            reference = Reference({})
+            for path, ds in root.to_virtual_datasets().items():
+                _add_group(reference, f"{path}/" if path else "", ds)
         except NcrefsError:
             raise
         except Exception as error:
             raise classify_parse_error(error, fmt) from error
     result.warnings += [f"virtualizarr: {w.message}" for w in caught if _worth_reporting(str(w.message))]
 
-    refs: dict[str, Any] = {}
-    for path, group in group_refs.items():
-        refs.update({(f"{path}/{key}" if path else key): value for key, value in group.items()})
-    _fix_scalar_keys(refs)
-    _restore_chunk_shapes(refs, unwritten)
-    result.warnings += _record_left_out(refs, result.skipped_variables, left_out, notes)
-    _check_ranges(refs, reader.size)
-    result.warnings += _fix_fill_values(refs)
-    _inline_small_chunks(refs, reader, inline_threshold)
-    result.refs = {"version": 1, "refs": refs}
+    for path in unwritten:  # built as one empty cell, not a grid of nothing
+        reference.tables.pop(path, None)
+    _restore_chunk_shapes(reference.entries, unwritten)
+    result.warnings += _record_left_out(reference.entries, result.skipped_variables, left_out, notes)
+    _check_ranges(reference, reader.size)
+    result.warnings += _fix_fill_values(reference)
+    _inline_small_chunks(reference, reader, inline_threshold)
+    result.reference = reference
     return result
+
+
+def _add_group(reference: Reference, prefix: str, ds) -> None:
+    """One group's references: virtualizarr writes the metadata (.zgroup, .zarray, .zattrs), the
+    chunks' byte ranges go into tables (``shared/chunkrefs``: a whole array at a time)."""
+    inlined = {}
+    for name, variable in ds.variables.items():
+        if isinstance(variable.data, ManifestArray):
+            inlined.update(chunkrefs.inlined_entries(variable.data.manifest, f"{prefix}{name}/"))
+            reference.tables[f"{prefix}{name}"] = chunkrefs.take_table(variable.data.manifest)
+    reference.entries.update({prefix + key: value for key, value in ds.vz.to_kerchunk(format="dict")["refs"].items()})
+    reference.entries.update(inlined)
 
 
 def _hdf5_group(reader: RangeReader, url: str, max_chunks: int, strict: bool, result: Virtualized):
     import h5py
 
+    if reader.concurrent:  # fetch a chunk index a level at a time, not a node at a time
+        reader.read_ahead = btree.ReadAhead(reader.prefetch_ranges, reader.read_at, reader.size)
     # No HDF5 file locking (the reader is a stream, not a path) and no other file opened by name.
     with h5py.File(reader, mode="r", locking=False) as f:
         layout = hdf5.inspect(f, file_size=reader.size, max_chunks=max_chunks, strict=strict)
@@ -256,12 +270,6 @@ def _worth_reporting(message: str) -> bool:
 
 
 # -- reference post-processing ------------------------------------------------------------------
-def _fix_scalar_keys(refs: dict[str, Any]) -> None:
-    """virtualizarr 2.8 keys a scalar's only chunk ``var/``; Zarr V2 readers look for ``var/0``."""
-    for key in [k for k in refs if k.endswith("/") and not k.endswith("//")]:
-        refs[key + "0"] = refs.pop(key)
-
-
 def _record_left_out(refs: dict[str, Any], variables: dict[str, str], attributes: dict[str, dict[str, str]],
                      notes: dict[str, str]) -> list[str]:
     """Say in the reference itself what it does not hold or shows differently, and why
@@ -287,21 +295,11 @@ def _restore_chunk_shapes(refs: dict[str, Any], unwritten: dict[str, tuple[int, 
         refs[f"{path}/.zarray"] = json.dumps(zarray, separators=(",", ":"))
 
 
-def _chunk_refs(refs: dict[str, Any]):
-    """(key, [url, offset, length]) for every byte-range reference."""
-    for key, value in refs.items():
-        if isinstance(value, list) and len(value) == 3:
-            yield key, value
-
-
-def _check_ranges(refs: dict[str, Any], size: int) -> None:
-    for key, (_, offset, length) in _chunk_refs(refs):
-        if offset + length > size:
-            variable = key.rsplit("/", 1)[0]
-            raise CorruptFile(
-                f"Variable {variable!r} needs bytes up to {offset + length}, but the file ends at {size}: it is truncated.",
-                variable=variable,
-            )
+def _check_ranges(reference: Reference, size: int) -> None:
+    for variable, table in reference.tables.items():
+        if (end := table.max_end()) > size:
+            raise CorruptFile(f"Variable {variable!r} needs bytes up to {end}, but the file ends at {size}: it is truncated.",
+                              variable=variable)
 
 
 def _arrays(refs: dict[str, Any]):
@@ -312,10 +310,11 @@ def _arrays(refs: dict[str, Any]):
             yield path, json.loads(refs[key]), json.loads(refs.get(zattrs_key, "{}"))
 
 
-def _fix_fill_values(refs: dict[str, Any]) -> list[str]:
+def _fix_fill_values(reference: Reference) -> list[str]:
     """Make the Zarr fill value mean what ``_FillValue`` means in NetCDF, and nothing else."""
     notes = []
-    chunks_per_array = Counter(key.rsplit("/", 1)[0] for key in refs if not key.rsplit("/", 1)[-1].startswith("."))
+    refs = reference.entries
+    in_entries = Counter(key.rsplit("/", 1)[0] for key in refs if not key.rsplit("/", 1)[-1].startswith("."))
     for path, zarray, zattrs in _arrays(refs):
         fill = zarray.get("fill_value")
         if "_FillValue" in zattrs or fill is None:
@@ -325,7 +324,9 @@ def _fix_fill_values(refs: dict[str, Any]) -> list[str]:
         zarray["fill_value"] = None
         refs[f"{path}/.zarray"] = json.dumps(zarray, separators=(",", ":"))
         if _decoded_fill(zarray, fill) is not None:  # zeros need no materializing
-            notes += _materialize(refs, path, zarray, fill, chunks_per_array[path])
+            table = reference.tables.get(path)
+            present = in_entries[path] + (table.count() if table is not None else 0)
+            notes += _materialize(refs, path, zarray, fill, present, table)
     return notes
 
 
@@ -338,12 +339,15 @@ def _decoded_fill(zarray: dict, fill) -> Any:
     return None if not value.any() else value
 
 
-def _missing_chunk_keys(refs: dict, path: str, grid: list[int]) -> list[str]:
-    keys = [".".join(map(str, idx)) for idx in np.ndindex(*grid)] if grid else ["0"]
+def _missing_chunk_keys(refs: dict, path: str, grid: list[int], table: ChunkTable | None) -> list[str]:
+    if table is not None:  # the cells with no byte range
+        keys = table.keys(np.flatnonzero(~table.present()))
+    else:
+        keys = [".".join(map(str, idx)) for idx in np.ndindex(*grid)] if grid else ["0"]
     return [k for k in keys if f"{path}/{k}" not in refs]
 
 
-def _materialize(refs: dict, path: str, zarray: dict, fill, present: int) -> list[str]:
+def _materialize(refs: dict, path: str, zarray: dict, fill, present: int, table: ChunkTable | None) -> list[str]:
     """Write the never-written chunks of ``path`` as chunks of its fill value, sized first:
     the chunk and the total are checked before any chunk is encoded or any key enumerated."""
     dtype = np.dtype(zarray["dtype"])
@@ -374,13 +378,13 @@ def _materialize(refs: dict, path: str, zarray: dict, fill, present: int) -> lis
     entry_bytes = len(encoded) + len(path) + 8 + 2 * len(shape) * len(str(max(zarray["shape"], default=0)))
     if entry_bytes * missing_count > MAX_FILL_BYTES:
         raise refuse(entry_bytes * missing_count)
-    missing = _missing_chunk_keys(refs, path, grid)
+    missing = _missing_chunk_keys(refs, path, grid, table)
     for key in missing:
         refs[f"{path}/{key}"] = encoded
     return [f"{path}: {len(missing)} chunk(s) never written; they read as the file's fill value {fill}."]
 
 
-def _inline_small_chunks(refs: dict[str, Any], reader: RangeReader, threshold: int) -> None:
+def _inline_small_chunks(reference: Reference, reader: RangeReader, threshold: int) -> None:
     """Copy small variables (scalars, short coordinates) into the reference, in few GETs.
 
     Whole variables, not single chunks: a variable of many tiny chunks stays referenced, so
@@ -389,19 +393,20 @@ def _inline_small_chunks(refs: dict[str, Any], reader: RangeReader, threshold: i
     """
     if threshold <= 0:
         return
+    refs = reference.entries
     coordinates = set()
     for path, zarray, zattrs in _arrays(refs):
         dims = zattrs.get("_ARRAY_DIMENSIONS", [])
         if len(dims) == 1 and dims[0] == path.rsplit("/", 1)[-1]:
             coordinates.add(path)
-    stored: dict[str, int] = {}
-    for key, (_, _, length) in _chunk_refs(refs):
-        variable = key.rsplit("/", 1)[0]
-        stored[variable] = stored.get(variable, 0) + length
-    small = {v for v, size in stored.items()
-             if size <= threshold or (v in coordinates and size <= COORDINATE_INLINE_BYTES)}
-    wanted = sorted((offset, length, key) for key, (_, offset, length) in _chunk_refs(refs)
-                    if key.rsplit("/", 1)[0] in small)
+    small = {path: table for path, table in reference.tables.items()
+             if (size := table.stored_bytes()) <= threshold or (path in coordinates and size <= COORDINATE_INLINE_BYTES)}
+    wanted = []  # (offset, length, key) of every chunk of a small variable
+    for path, table in small.items():
+        flat = np.flatnonzero(table.present())
+        keys = [f"{path}/{key}" for key in table.keys(flat)]
+        wanted += zip(table.offsets[flat].tolist(), table.lengths[flat].tolist(), keys)
+    wanted.sort()
     gap = COALESCE_GAP_CONCURRENT if reader.concurrent else COALESCE_GAP
     spans = []  # (start, end, first, last) over `wanted`: pieces closer than `gap` share one GET
     start = 0
@@ -420,3 +425,5 @@ def _inline_small_chunks(refs: dict[str, Any], reader: RangeReader, threshold: i
         for offset, length, key in wanted[first : last + 1]:
             piece = data[offset - span_start : offset - span_start + length]
             refs[key] = "base64:" + base64.b64encode(piece).decode()
+    for path in small:  # their bytes are in the entries now
+        del reference.tables[path]

@@ -7,8 +7,11 @@ check holds under races: the write is conditional on the version that was checke
 
 from __future__ import annotations
 
+import base64
 import logging
+import math
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote, unquote
@@ -16,6 +19,7 @@ from urllib.parse import quote, unquote
 import ujson
 
 from shared import __version__
+from shared.chunkrefs import NO_RANGE, Reference
 from shared.errors import Conflict
 from shared.paths import REFERENCE_SUFFIXES, BlobLocation, LocalLocation, Location, format_for_target
 from shared.storage import BlobHead, SourceInfo, Storage, WriteRaced
@@ -65,9 +69,9 @@ class Written:
     replaced: Location | None = None  # the same source's reference in the other format, now removed
 
 
-def write_reference(storage: Storage, refs: dict, target: Location, fmt: str, provenance: Provenance,
+def write_reference(storage: Storage, reference: Reference, target: Location, fmt: str, provenance: Provenance,
                     listed: Listed | None = None) -> Written:
-    """Write ``refs`` to ``target``; say its size and which other reference it replaced.
+    """Write ``reference`` to ``target``; say its size and which other reference it replaced.
 
     JSON is one atomic upload. Parquet is a directory: its ``.zmetadata`` (what readers open
     first) is removed before the parts change and written last, so a reader finds the old
@@ -76,7 +80,7 @@ def write_reference(storage: Storage, refs: dict, target: Location, fmt: str, pr
     spares the look-ups of blobs it shows absent; the write itself stays conditional on that.
     """
     metadata = provenance.metadata()
-    data = ujson.dumps(refs, escape_forward_slashes=False).encode() if fmt == "json" else b""
+    data = ujson.dumps(reference.to_kerchunk(), escape_forward_slashes=False).encode() if fmt == "json" else b""
     for attempt in range(WRITE_ATTEMPTS):
         absent = attempt == 0 and listed is not None and listed.absent(_marker(target, fmt))
         version = None if absent else claim(storage, target, fmt, provenance.source)
@@ -86,7 +90,7 @@ def write_reference(storage: Storage, refs: dict, target: Location, fmt: str, pr
                             if_etag=version, if_absent=version is None)
                 written = len(data)
             else:
-                written = write_parquet_directory(storage, refs, target, metadata)
+                written = write_parquet_directory(storage, reference, target, metadata)
             break
         except WriteRaced:
             continue  # someone wrote it meanwhile: look again who owns it
@@ -155,25 +159,97 @@ def claim(storage: Storage, target: Location, fmt: str, source: str) -> str | No
     )
 
 
-def write_parquet_directory(storage: Storage, refs: dict, target: Location, metadata: dict[str, str]) -> int:
-    """Write ``refs`` as a Parquet reference directory; readers see the old one, none, or the whole new one."""
-    from kerchunk.df import refs_to_dataframe
-
-    with tempfile.TemporaryDirectory(prefix="ncrefs-parquet-") as tmp:
-        out = Path(tmp) / "ref.parquet"
-        refs_to_dataframe(refs, str(out))
-        files = {p.relative_to(out).as_posix(): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+def write_parquet_directory(storage: Storage, reference: Reference, target: Location, metadata: dict[str, str]) -> int:
+    """Write ``reference`` as a Parquet reference directory, a record file at a time as it is built;
+    readers see the old one, none, or the whole new one."""
     storage.delete(child(target, ZMETADATA))
-    for name, data in files.items():
-        if name != ZMETADATA:
+    written = 0
+    names = set()
+    with tempfile.TemporaryDirectory(prefix="ncrefs-parquet-") as tmp:
+        for name, data in parquet_parts(reference, Path(tmp)):
+            if name == ZMETADATA:
+                zmetadata = data
+                continue
             storage.put(child(target, name), data, content_type="application/vnd.apache.parquet")
+            written += len(data)
+            names.add(name)
     for stale in storage.list_under(target):
-        if _relative(stale, target) not in files:
+        if _relative(stale, target) not in names:
             storage.delete(stale)
     # Absent since the delete above: a writer that got in meanwhile makes this fail (WriteRaced).
-    storage.put(child(target, ZMETADATA), files[ZMETADATA], content_type="application/json", metadata=metadata,
-                if_absent=True)
-    return sum(len(d) for d in files.values())
+    storage.put(child(target, ZMETADATA), zmetadata, content_type="application/json", metadata=metadata, if_absent=True)
+    return written + len(zmetadata)
+
+
+# fsspec's LazyReferenceMapper layout, as kerchunk's refs_to_dataframe writes it (its defaults): a chunk
+# key's row is its flat index in the chunk grid; RECORD_SIZE rows per file <field>/refs.<record>.parq.
+RECORD_SIZE = 100_000
+CATEGORICAL_THRESHOLD = 10
+
+
+def parquet_parts(reference: Reference, tmp: Path) -> Iterator[tuple[str, bytes]]:
+    """The files of ``reference`` as a Parquet reference (name, bytes), one record at a time, then
+    ``.zmetadata``: what ``kerchunk.df.refs_to_dataframe`` writes, without a dict of every key."""
+    import numpy as np
+
+    metadata = {key: ujson.loads(value) for key, value in sorted(reference.entries.items()) if _is_meta(key)}
+    copied = reference.chunk_entries()
+    for field in sorted(set(copied) | {p for p, t in reference.tables.items() if t.count()}):
+        zarray = metadata[f"{field}/.zarray"]
+        grid = [math.ceil(s / c) for s, c in zip(zarray["shape"], zarray["chunks"])] or [1]
+        table = reference.tables.get(field)
+        by_cell = {int(np.ravel_multi_index(tuple(map(int, key.split("."))), grid)): value
+                   for key, value in copied.get(field, {}).items()}
+        urls = np.array([*(table.urls if table is not None else []), np.nan], dtype=object)  # NO_RANGE picks NaN
+        for record in range(math.ceil(math.prod(grid) / RECORD_SIZE)):
+            start, end = record * RECORD_SIZE, min(math.prod(grid), (record + 1) * RECORD_SIZE)
+            cells = [c for c in by_cell if start <= c < end]
+            which = table.which[start:end] if table is not None else np.full(end - start, NO_RANGE, dtype=np.int32)
+            has = which != NO_RANGE
+            if not cells and not has.any():
+                continue  # kerchunk writes no file for a record without references
+            paths = np.full(RECORD_SIZE, np.nan, dtype=object)
+            offsets = np.zeros(RECORD_SIZE, dtype="int64")
+            sizes = np.zeros(RECORD_SIZE, dtype="int64")
+            raws = np.full(RECORD_SIZE, np.nan, dtype=object)
+            paths[: end - start] = urls[which]
+            if table is not None:
+                offsets[: end - start] = np.where(has, table.offsets[start:end], 0)
+                sizes[: end - start] = np.where(has, table.lengths[start:end], 0)
+            for cell in cells:
+                value, row = by_cell[cell], cell - start
+                if isinstance(value, list):
+                    paths[row], offsets[row], sizes[row] = value
+                else:
+                    raws[row] = _raw(value)
+            name = f"{field}/refs.{record}.parq"
+            yield name, _parquet_file(paths, offsets, sizes, raws, tmp / "part.parq")
+    yield ZMETADATA, ujson.dumps({"metadata": metadata, "record_size": RECORD_SIZE}).encode()  # as fsspec writes it
+
+
+def _parquet_file(paths, offsets, sizes, raws, path: Path) -> bytes:
+    """One record file, encoded as fsspec's LazyReferenceMapper.write encodes it."""
+    import pandas as pd
+
+    frame = pd.DataFrame({"path": paths, "offset": offsets, "size": sizes, "raw": raws}, copy=False)
+    if frame.path.count() / (frame.path.nunique() or 1) > CATEGORICAL_THRESHOLD:
+        frame["path"] = frame["path"].astype("category")
+    frame.to_parquet(path, engine="fastparquet", compression="zstd", index=False, stats=False,
+                     object_encoding={"raw": "bytes", "path": "utf8"}, has_nulls=["path", "raw"])
+    data = path.read_bytes()
+    path.unlink()
+    return data
+
+
+def _is_meta(key: str) -> bool:
+    """Metadata (``.zgroup``, ``.zarray``, ``.zattrs``) as LazyReferenceMapper tells it from a chunk key."""
+    return key.startswith(".z") or "/.z" in key or "/" not in key
+
+
+def _raw(value) -> bytes:
+    """A copied chunk's bytes (kerchunk.df._proc_raw)."""
+    data = value if isinstance(value, bytes) else value.encode()
+    return base64.b64decode(data[7:]) if data.startswith(b"base64:") else data
 
 
 def _relative(location: Location, directory: Location) -> str:
@@ -187,3 +263,25 @@ def _remove_reference(storage: Storage, target: Location) -> None:
     storage.delete(target)
     for part in sorted(storage.list_under(target), key=lambda loc: str(loc).endswith(ZMETADATA), reverse=True):
         storage.delete(part)
+
+
+# -- ownership, for callers outside the write path (shared/prune.py) ---------------------------------
+def reference_owner(storage: Storage, target: Location, fmt: str) -> tuple[str, str] | None:
+    """``(owner source, ETag of the blob that says the reference exists)``, or None when there is no reference."""
+    head = _head(storage, target, fmt)
+    return None if head is None else (_owner(head), head.etag)
+
+
+def remove_owned_reference(storage: Storage, target: Location, fmt: str, source: str) -> bool:
+    """Remove the reference at ``target`` only if ``source`` owns it, conditionally on the version checked:
+    False when there is none, another source owns it, or it was rewritten meanwhile (that writer wins)."""
+    found = reference_owner(storage, target, fmt)
+    if found is None or found[0] != source:
+        return False
+    try:
+        storage.delete(_marker(target, fmt), if_etag=found[1])
+    except WriteRaced:
+        return False
+    if fmt == "parquet":  # its parts, now that no reader opens it (.zmetadata is gone)
+        _remove_reference(storage, target)
+    return True

@@ -71,6 +71,11 @@ class References:
         table = refs.get("refs", refs)
         return cls(table.get, lambda: list(table))
 
+    @classmethod
+    def from_reference(cls, reference) -> References:
+        """A ``shared.chunkrefs.Reference`` (its keys: the metadata and copied chunks; every chunk by ``get``)."""
+        return cls(reference.get, lambda: list(reference.entries))
+
 
 def _as_bytes(value) -> bytes | None:
     if isinstance(value, bytes):

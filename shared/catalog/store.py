@@ -75,7 +75,7 @@ def _parent_folder(folder: str) -> str:
 
 
 # -- items -----------------------------------------------------------------------------------------
-def reference_written(settings: Settings, storage: Storage, source, target, fmt: str, refs: dict, info,
+def reference_written(settings: Settings, storage: Storage, source, target, fmt: str, reference, info,
                       deferred_links: set[str] | None = None) -> str | None:
     """The pipeline wrote ``target`` (``fmt``) for ``source``: write its Item and link it in (or, for a
     batch, add it to ``deferred_links`` for :func:`link_items` at the end).
@@ -85,7 +85,7 @@ def reference_written(settings: Settings, storage: Storage, source, target, fmt:
     if not isinstance(source, BlobLocation) or not isinstance(target, BlobLocation) or target.container != settings.refs_container:
         return None
     try:
-        relative = write_item(settings, storage, source, target, fmt, References.from_dict(refs),
+        relative = write_item(settings, storage, source, target, fmt, References.from_reference(reference),
                               last_modified=info.last_modified, size=info.size)
         if deferred_links is None:
             link_item(settings, storage, relative)
@@ -170,6 +170,18 @@ def remove_item(settings: Settings, storage: Storage, relative: str) -> bool:
     return removed
 
 
+def remove_items(settings: Settings, storage: Storage, relatives: set[str]) -> int:
+    """Remove many items and their links: one conditional write per folder catalog that changes; the items removed."""
+    removed, links = 0, {}
+    for relative in sorted(relatives):
+        removed += storage.delete(BlobLocation(settings.refs_container, item_path(relative)))
+        folder = posixpath.dirname(relative)
+        links.setdefault(folder, []).append(_href(folder_catalog_path(folder), item_path(relative)))
+    for folder, hrefs in links.items():
+        _change_links(settings, storage, folder, remove=hrefs)
+    return removed
+
+
 def _catalog_document(settings: Settings, folder: str) -> dict:
     import pystac
 
@@ -194,9 +206,10 @@ def _order(links: list[dict]) -> list[dict]:
 
 
 def _change_links(settings: Settings, storage: Storage, folder: str, *, add: dict | list[dict] | None = None,
-                  remove: str | None = None, replace: list[dict] | None = None) -> bool:
-    """Add links to a folder catalog, remove one, or set all its child/item links, by a conditional write."""
+                  remove: str | list[str] | None = None, replace: list[dict] | None = None) -> bool:
+    """Add links to a folder catalog, remove some, or set all its child/item links, by a conditional write."""
     adds = [add] if isinstance(add, dict) else (add or [])
+    removes = [remove] if isinstance(remove, str) else (remove or [])
     location = BlobLocation(settings.refs_container, folder_catalog_path(folder))
     for _ in range(LINK_ATTEMPTS):
         found = storage.get(location)
@@ -206,7 +219,7 @@ def _change_links(settings: Settings, storage: Storage, folder: str, *, add: dic
         except ValueError:
             document = None  # a damaged catalog is rewritten (build relinks everything it lost)
         if not isinstance(document, dict) or not isinstance(document.get("links"), list):
-            if found is None and (remove is not None or replace == []):
+            if found is None and (removes or replace == []):
                 return False
             document = _catalog_document(settings, folder)
         links = [l for l in document["links"] if isinstance(l, dict) and "rel" in l and "href" in l]
@@ -215,8 +228,8 @@ def _change_links(settings: Settings, storage: Storage, folder: str, *, add: dic
         for new in adds:
             if not any(l["rel"] == new["rel"] and l["href"] == new["href"] for l in links):
                 links.append(new)
-        if remove is not None:
-            links = [l for l in links if l["href"] != remove]
+        if removes:
+            links = [l for l in links if l["href"] not in removes]
         links = _order(links)
         if found is not None and links == document["links"]:
             return False

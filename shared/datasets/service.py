@@ -36,6 +36,7 @@ from shared.errors import Conflict, DatasetBusy, DatasetNotFound, InvalidRequest
 from shared.paths import BlobLocation, is_netcdf_name, reference_location
 from shared.settings import Settings
 from shared.storage import Storage, WriteRaced
+from shared.chunkrefs import Reference
 from shared.writer import ZMETADATA, write_parquet_directory
 
 log = logging.getLogger("ncrefs.datasets")
@@ -153,7 +154,7 @@ def delete(settings: Settings, storage: Storage, name: str) -> int:
 def build(settings: Settings, storage: Storage, name: str, *, rebuild: bool = False) -> DatasetChange:
     """Bring a dataset up to date with the sources under its prefix: missing or stale per-file
     references first, then one commit if anything changed (``rebuild``: from scratch)."""
-    from shared.backfill import plan, reference_one
+    from shared.backfill import _link_catalog, plan, reference_one
     from shared.pipeline import Batch
 
     started = time.perf_counter()
@@ -161,10 +162,13 @@ def build(settings: Settings, storage: Storage, name: str, *, rebuild: bool = Fa
     _check_url_scheme(settings)
     planned = plan(storage, settings, definition.container, definition.prefix, retry_failed=False)
     failed_files = {}
+    batch = Batch(listed=planned.listed)  # one batch: the STAC items it writes are linked in at the end
     for candidate in planned.todo:  # the per-file references a combination is made from
-        result = reference_one(str(candidate.source), settings, storage, Batch(listed=planned.listed))
+        result = reference_one(str(candidate.source), settings, storage, batch)
         if result.status == "error":
             failed_files[str(candidate.source)] = f"[{result.error.code}] {result.error.message}"
+    if batch.catalog_links:
+        _link_catalog(settings, storage, batch.catalog_links)
     current = _current_references(settings, storage, definition)
     with storage.lease(_lock(settings, name), wait_s=LOCK_WAIT_S, busy=lambda: _busy(name)):
         state, etag = _load_state(settings, storage, name)
@@ -269,8 +273,13 @@ def _append(settings, storage, definition, state: DatasetState, piece, etag: str
 
 
 def _rebuild(settings, storage, definition, state: DatasetState, members: list[tuple[str, str]],
-             current: dict[str, tuple], *, reason: str, keep_signature: bool) -> DatasetChange:
-    """Combine ``members`` from their per-file references and replace every output with the result."""
+             current: dict[str, tuple], *, reason: str, keep_signature: bool,
+             removed_sources: dict[str, str] | None = None) -> DatasetChange:
+    """Combine ``members`` from their per-file references and replace every output with the result.
+
+    ``removed_sources`` (source -> ETag): members that left because their source was deleted; the
+    commit's metadata names them. When no member is left, the outputs become empty (a new Icechunk
+    snapshot without arrays; the kerchunk outputs removed), so no output serves a deleted file."""
     name = definition.name
     pieces = combine.open_pieces(storage, members, definition.concat_dim, definition.container) if members else []
     pieces.sort(key=lambda p: p.first)
@@ -297,8 +306,13 @@ def _rebuild(settings, storage, definition, state: DatasetState, members: list[t
             snapshot = icechunk_repo.write(repo, combined, [(p, current[p.source][0]) for p in ordered],
                                            concat_dim=definition.concat_dim,
                                            message=f"{reason}: {len(ordered)} files" + _listing(changed),
-                                           metadata={"ncrefs_sources": changed}, last_updated_at=last_modified)
+                                           metadata={"ncrefs_sources": changed,
+                                                     **({"ncrefs_removed": removed_sources} if removed_sources else {})},
+                                           last_updated_at=last_modified)
         _write_kerchunk(settings, storage, definition, combined)
+    elif previous:  # the last members are gone: nothing may still point at them
+        snapshot = _empty_outputs(settings, storage, definition, f"{reason}: 0 files", removed_sources or {})
+        signature = None  # the next file to arrive sets it again, as for a new dataset
     state.members = [_member(p, current[p.source][0], current[p.source][2]) for p in ordered]
     state.signature = signature
     state.updated_at = datetime.now(timezone.utc)
@@ -307,6 +321,98 @@ def _rebuild(settings, storage, definition, state: DatasetState, members: list[t
     removed = sorted(set(previous) - set(state_sources(state)))
     return DatasetChange(name=name, action=action, members=len(ordered), added=added, removed=removed,
                          refused=refused, snapshot=snapshot)
+
+
+def update_for_deleted_source(settings: Settings, storage: Storage, source: BlobLocation) -> list[DatasetChange]:
+    """``source`` was deleted: a new version of every dataset that holds it, without it (``shared/prune.py``)."""
+    changes = []
+    for definition in list_definitions(settings, storage):
+        if definition.holds(source):
+            changes.append(remove_members(settings, storage, definition, [source]))
+    return changes
+
+
+def remove_members(settings: Settings, storage: Storage, definition: DatasetDefinition,
+                   sources: list[BlobLocation]) -> DatasetChange:
+    """Take deleted sources out of a dataset: one new version (a rebuild from the other members' per-file
+    references) without those that are members, and their dataset error records gone.
+
+    Under the dataset's lease each source is looked up again, so a source re-created meanwhile (its
+    BlobCreated event may already have made it a member again) stays."""
+    started = time.perf_counter()
+    name = definition.name
+    state, _ = _load_state(settings, storage, name)
+    named = {str(s) for s in sources}
+    if not named & {m.source for m in state.members} and not (state.error and state.error.source in named):
+        # Not a member and not its last error: only a possible error record of the dataset to remove.
+        for source in sources:
+            storage.delete(error_location(settings.refs_container, name, source))
+        return DatasetChange(name=name, action="unchanged", members=len(state.members),
+                             elapsed_s=round(time.perf_counter() - started, 3))
+    with storage.lease(_lock(settings, name), wait_s=LOCK_WAIT_S, busy=lambda: _busy(name)):
+        state, state_etag = _load_state(settings, storage, name)
+        gone = {str(s) for s in sources if storage.head(s) is None}
+        # Members deleted earlier whose reference is gone too (an earlier removal that stopped half-way):
+        # a rebuild cannot open them, so they leave now as well.
+        present = _reference_names(settings, storage, definition)
+        for member in state.members:
+            if member.source not in gone and _reference_path(member.reference) not in present:
+                if storage.head(BlobLocation(*member.source.split("/", 1))) is None:
+                    gone.add(member.source)
+        leaving = {m.source: m.etag for m in state.members if m.source in gone}
+        for source in sorted(gone):  # why it could not join no longer matters
+            storage.delete(error_location(settings.refs_container, name, BlobLocation(*source.split("/", 1))))
+        cleared = state.error is not None and state.error.source in gone
+        if cleared:
+            state.error = None
+        if not leaving:
+            if cleared:
+                _save_state(settings, storage, name, state, state_etag)
+            return DatasetChange(name=name, action="unchanged", members=len(state.members),
+                                 elapsed_s=round(time.perf_counter() - started, 3))
+        others = [m for m in state.members if m.source not in leaving]
+        current = {m.source: (m.etag, m.reference, m.last_modified) for m in others}
+        listing = ", ".join(f"{source} (etag {etag})" for source, etag in sorted(leaving.items())[:20])
+        more = f" and {len(leaving) - 20} more" if len(leaving) > 20 else ""
+        change = _rebuild(settings, storage, definition, state, [(m.source, m.reference) for m in others], current,
+                          reason=f"removed {listing}{more} (deleted)", keep_signature=True, removed_sources=leaving)
+        _save_state(settings, storage, name, state, state_etag)
+        _catalog_changed(settings, storage, name)  # STAC: the dataset's Collection follows its state
+    change.elapsed_s = round(time.perf_counter() - started, 3)
+    return change
+
+
+def _reference_names(settings, storage, definition) -> set[str]:
+    """Per-file references under the dataset's prefix, by blob name (a Parquet one by its directory), from one listing."""
+    relative = definition.prefix if definition.container == settings.source_container else f"{definition.container}/{definition.prefix}"
+    names = set()
+    for blob in storage.list_blobs(settings.refs_container, relative[: relative.rfind("/") + 1]):
+        names.add(blob.path[: -len(ZMETADATA) - 1] if blob.path.endswith("/" + ZMETADATA) else blob.path)
+    return names
+
+
+def _reference_path(url: str) -> str:
+    return url.split("://", 1)[-1].split("/", 1)[-1].rstrip("/")
+
+
+def _empty_outputs(settings, storage, definition, message: str, removed: dict[str, str]) -> str | None:
+    """Every output of a dataset without members: an empty Icechunk snapshot, no kerchunk outputs."""
+    snapshot = None
+    if "icechunk" in definition.outputs:
+        location = output_location(settings.refs_container, definition.name, "icechunk")
+        if icechunk_repo.exists(storage, location):
+            repo = icechunk_repo.open_repository(storage, location, [definition.container])
+            snapshot = icechunk_repo.write_empty(repo, message, metadata={"ncrefs_sources": {}, "ncrefs_removed": removed})
+    for output in ("parquet", "json"):
+        if output in definition.outputs:
+            target = output_location(settings.refs_container, definition.name, output)
+            if output == "parquet":
+                storage.delete(BlobLocation(target.container, f"{target.path}/{ZMETADATA}"))  # readers open it first
+                for part in storage.list_under(target):
+                    storage.delete(part)
+            else:
+                storage.delete(target)
+    return snapshot
 
 
 def state_sources(state: DatasetState) -> list[str]:
@@ -322,7 +428,7 @@ def _write_kerchunk(settings, storage, definition, combined) -> None:
     for output in wanted:
         target = output_location(settings.refs_container, definition.name, output)
         if output == "parquet":
-            write_parquet_directory(storage, refs, target, {"ncrefs_dataset": definition.name})
+            write_parquet_directory(storage, Reference.from_kerchunk(refs), target, {"ncrefs_dataset": definition.name})
         elif len(refs.get("refs", refs)) <= JSON_MAX_REFS:
             storage.put(target, json.dumps(refs, separators=(",", ":")).encode(), content_type="application/json",
                         metadata={"ncrefs_dataset": definition.name})

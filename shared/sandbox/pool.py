@@ -12,7 +12,9 @@ pool starts a fresh one on the next request.
 from __future__ import annotations
 
 import atexit
+import json
 import logging
+import math
 import os
 import signal
 import subprocess
@@ -26,6 +28,7 @@ from urllib.parse import unquote, urlsplit
 
 import ujson
 
+from shared.chunkrefs import NO_RANGE, ChunkTable, Reference
 from shared.errors import ERROR_TABLE, CorruptFile, InternalError, LimitsExceeded, NcrefsError
 from shared.reader import READS_IN_FLIGHT, RangeReader
 from shared.sandbox import protocol
@@ -57,7 +60,7 @@ class Limits:
 
 @dataclass
 class Parsed:
-    refs: dict
+    reference: Reference
     warnings: list[str]
     groups: list[str]
     plan: str
@@ -127,6 +130,21 @@ class ParserPool:
             raise outcome
         return outcome
 
+    def read_regions(self, reader: RangeReader, head: bytes, *, name: str, regions: list[dict], block_size: int) -> list:
+        """The stored values of ``regions`` (``[{"variable", "region"}]``) of the file behind ``reader``, read in
+        a parser process (``ncrefs verify``): per region a numpy array, or a string saying why it was not read."""
+        worker = self._acquire()
+        reusable = False
+        try:
+            outcome, reusable = self._converse(worker, reader, head, {
+                "task": "read_regions", "url": "", "name": name, "size": reader.size, "block_size": block_size,
+                "regions": regions})
+        finally:
+            self._release(worker, reusable)
+        if isinstance(outcome, NcrefsError):
+            raise outcome
+        return outcome
+
     def close(self) -> None:
         with self._lock:
             idle, self._idle = self._idle, []
@@ -171,11 +189,19 @@ class ParserPool:
         except (EOFError, BrokenPipeError, ValueError) as error:
             raise refused or _died(worker, self.limits) from error
         reusable = not message.get("recycle") and worker.jobs < JOBS_PER_WORKER
+        tables = message.get("tables") if refused is None and "error" not in message else None
+        try:  # a reference's chunk tables follow it, three raw frames each
+            frames = [worker.frames.read(deadline) for _ in range(3 * len(tables))] if isinstance(tables, list) else []
+        except (TimeoutError, EOFError, ValueError) as error:
+            raise _died(worker, self.limits) if isinstance(error, EOFError) else InternalError(
+                "A parser process sent a reference without its chunk tables.") from error
         if refused is not None:
             return refused, reusable
         if "error" in message:
             return _rebuild_error(message["error"]), reusable
-        return _checked_result(message, job["url"], reader.size), reusable
+        if job.get("task") == "read_regions":  # ncrefs verify (read_regions below)
+            return _checked_regions(message, job), reusable
+        return _checked_result(message, frames, job["url"], reader.size), reusable
 
     def _over_budget(self, length: int, read_total: int) -> LimitsExceeded | None:
         if length > MAX_SINGLE_READ:
@@ -278,24 +304,77 @@ def _error_classes(cls):
         yield from _error_classes(sub)
 
 
-def _checked_result(message: dict, url: str, size: int) -> Parsed:
+def _checked_result(message: dict, frames: list[tuple[bytes, bytes]], url: str, size: int) -> Parsed:
     """The reference as a parser sent it, accepted only if every chunk points inside this file."""
     refs = message.get("refs")
-    table = refs.get("refs") if isinstance(refs, dict) else None
-    if not isinstance(table, dict):
+    entries = refs.get("refs") if isinstance(refs, dict) else None
+    headers = message.get("tables")
+    if not isinstance(entries, dict) or not isinstance(headers, list) or len(frames) != 3 * len(headers):
         raise InternalError("A parser process returned no reference.")
     # virtualizarr writes a local file's chunk URLs as plain paths
     own = {url, unquote(urlsplit(url).path)} if url.startswith("file://") else {url}
-    for key, value in table.items():
+    for key, value in entries.items():
         if isinstance(value, list):
             if (len(value) != 3 or value[0] not in own or not all(type(v) is int for v in value[1:])
                     or value[1] < 0 or value[2] < 0 or value[1] + value[2] > size):
                 raise InternalError(f"A parser process returned a reference outside the file for {key!r:.80}.")
         elif not isinstance(value, str):
             raise InternalError(f"A parser process returned a malformed reference for {key!r:.80}.")
+    reference = Reference(entries)
+    for at, header in enumerate(headers):
+        path = header.get("path") if isinstance(header, dict) else None
+        parts = frames[3 * at : 3 * at + 3]
+        try:
+            if not isinstance(path, str) or any(kind != protocol.BYTES for kind, _ in parts) or path in reference.tables:
+                raise ValueError("malformed")
+            table = ChunkTable.from_frames(header, [payload for _, payload in parts])
+            zarray = json.loads(entries[f"{path}/.zarray"])
+            grid = tuple(math.ceil(s / c) if c else 1 for s, c in zip(zarray["shape"], zarray["chunks"]))
+        except (ValueError, KeyError, TypeError) as error:
+            raise InternalError(f"A parser process returned a malformed chunk table for {path!r:.80}.") from error
+        if table.grid != grid or not set(table.urls) <= own or table.max_end() > size or (
+                table.which.size and (table.which.min() < NO_RANGE or table.which.max() >= len(table.urls))):
+            raise InternalError(f"A parser process returned a reference outside the file for {path!r:.80}.")
+        reference.tables[path] = table
     skipped = message.get("skipped_variables") or {}
-    return Parsed(refs, [str(w) for w in message.get("warnings", [])], [str(g) for g in message.get("groups", ["/"])],
+    return Parsed(reference, [str(w) for w in message.get("warnings", [])], [str(g) for g in message.get("groups", ["/"])],
                   str(message.get("plan", "ranged")), {str(k): str(v) for k, v in dict(skipped).items()})
+
+
+def _checked_regions(message: dict, job: dict) -> list:
+    """A parser's ``read_regions`` answer as numpy arrays (or reasons), accepted only in the shapes asked for."""
+    import base64
+
+    import numpy as np
+
+    answers = message.get("regions")
+    if not isinstance(answers, list) or len(answers) != len(job["regions"]):
+        raise InternalError("A parser process answered a malformed list of regions.")
+    arrays: list = []
+    for answer, asked in zip(answers, job["regions"]):
+        expected = [stop - start for start, stop in asked["region"]]
+        if isinstance(answer, dict) and isinstance(answer.get("skipped"), str):
+            arrays.append(answer["skipped"][:500])
+            continue
+        if not isinstance(answer, dict) or answer.get("shape") != expected:
+            raise InternalError(f"A parser process answered a region of {asked['variable']!r:.80} in another shape.")
+        if "strings" in answer:
+            strings = answer["strings"]
+            if not isinstance(strings, list) or not all(isinstance(v, str) for v in strings) or len(strings) != math.prod(expected):
+                raise InternalError("A parser process answered malformed strings.")
+            values = np.empty(len(strings), dtype=object)
+            values[:] = strings
+            arrays.append(values.reshape(expected))
+            continue
+        try:
+            dtype = np.lib.format.descr_to_dtype(answer["descr"])
+            data = base64.b64decode(answer["data"], validate=True)
+        except (KeyError, TypeError, ValueError) as error:
+            raise InternalError(f"A parser process answered a malformed region ({type(error).__name__}).") from None
+        if dtype.hasobject or len(data) != dtype.itemsize * math.prod(expected):
+            raise InternalError(f"A parser process answered a region of {asked['variable']!r:.80} of the wrong size.")
+        arrays.append(np.frombuffer(data, dtype).reshape(expected))
+    return arrays
 
 
 _pools: dict[Limits, ParserPool] = {}

@@ -74,11 +74,12 @@ def main() -> None:
             reader = RangeReader(fetch, job["size"], block_size=job["block_size"], name=job["name"], fetch_many=fetch_many)
             reader.seed(0, head)
             fmt = sniff(reader.read_at, job["size"], job["name"])
-            result = virtualize(reader, fmt, job["url"], inline_threshold=job["inline_threshold"], max_chunks=job["max_chunks"],
-                                strict=job["strict"])
-            reply = protocol.encode_json({"refs": result.refs, "warnings": result.warnings, "groups": result.groups,
-                                          "plan": result.plan, "skipped_variables": result.skipped_variables,
-                                          "recycle": False})
+            if job.get("task") == "read_regions":  # ncrefs verify: stored values of a few regions (read_regions below)
+                reply = read_regions(reader, fmt, job)
+            else:
+                result = virtualize(reader, fmt, job["url"], inline_threshold=job["inline_threshold"],
+                                    max_chunks=job["max_chunks"], strict=job["strict"])
+                reply = _result_frames(result)
         except ReadRefused:
             reply = protocol.encode_json({"read_refused": True, "recycle": False})
         except BaseException as error:  # noqa: BLE001 - whatever a file makes a parser raise is about the file
@@ -96,6 +97,17 @@ def main() -> None:
             return  # a fresh process for the next file: this heap may stay fragmented
 
 
+def _result_frames(result) -> bytes:
+    """The reference: its entries and each chunk table's header as JSON, then three raw frames per table."""
+    tables = list(result.reference.tables.items())
+    message = {"refs": {"version": 1, "refs": result.reference.entries},
+               "tables": [{"path": path, **table.header()} for path, table in tables],
+               "warnings": result.warnings, "groups": result.groups, "plan": result.plan,
+               "skipped_variables": result.skipped_variables, "recycle": False}
+    return protocol.encode_json(message) + b"".join(
+        protocol.encode(protocol.BYTES, frame) for _, table in tables for frame in table.frames())
+
+
 def _error_frame(error: BaseException, fmt) -> bytes:
     from shared.errors import NcrefsError
     from shared.virtualize import classify_parse_error
@@ -111,6 +123,14 @@ def _unreadable(error: BaseException):
     from shared.errors import CorruptFile
 
     return CorruptFile(f"The file's first bytes could not be read ({type(error).__name__}: {str(error)[:200]}).")
+
+
+def read_regions(reader, fmt, job: dict) -> bytes:
+    """The ``read_regions`` task (``ncrefs verify``): the stored values of ``job["regions"]``, read with
+    h5py (HDF5) or from the NetCDF3 header's offsets through the same reader (``shared/regions.py``)."""
+    from shared.regions import read_regions as read
+
+    return protocol.encode_json({"regions": read(reader, fmt, job["regions"]), "recycle": False})
 
 
 if __name__ == "__main__":
