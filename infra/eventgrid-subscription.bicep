@@ -1,4 +1,4 @@
-metadata description = 'ncrefs phase 2 of 2: the Event Grid subscription that feeds the blob trigger. Deploy it into the resource group of the system topic after the code is deployed: the blobs_extension system key it reads exists only once the Functions host has loaded the blob trigger, and Event Grid validates the webhook when the subscription is created.'
+metadata description = 'ncrefs phase 2 of 2: the Event Grid subscriptions that feed the blob trigger (BlobCreated) and the deletion function (BlobDeleted). Deploy it into the resource group of the system topic after the code is deployed: the blobs_extension and eventgrid_extension system keys it reads exist only once the Functions host has loaded the blob trigger and the Event Grid trigger, and Event Grid validates each webhook when its subscription is created.'
 
 targetScope = 'resourceGroup'
 
@@ -13,6 +13,9 @@ param functionAppResourceGroup string = resourceGroup().name
 
 @description('Python function name of the blob trigger.')
 param functionName string = 'reference_from_blob'
+
+@description('Python function name of the Event Grid trigger that handles deleted sources.')
+param deletedFunctionName string = 'source_deleted'
 
 @description('Container with the NetCDF sources (the app setting SOURCE_CONTAINER).')
 param sourceContainerName string = 'raw-netcdf'
@@ -33,6 +36,8 @@ param deadLetterStorageAccountId string
 param deadLetterContainerName string = 'eventgrid-deadletter'
 
 param subscriptionName string = 'ncrefs-netcdf-created'
+
+param deletedSubscriptionName string = 'ncrefs-netcdf-deleted'
 
 @minValue(1)
 @maxValue(30)
@@ -115,5 +120,58 @@ resource subscription 'Microsoft.EventGrid/systemTopics/eventSubscriptions@2025-
   }
 }
 
+// Deleted sources: their references, error records, STAC items and dataset memberships go (shared/prune.py).
+// Events are at-least-once and unordered; the function acts only when the blob is really gone.
+resource deletedSubscription 'Microsoft.EventGrid/systemTopics/eventSubscriptions@2025-02-15' = {
+  parent: systemTopic
+  name: deletedSubscriptionName
+  properties: {
+    eventDeliverySchema: 'EventGridSchema'
+    destination: {
+      endpointType: 'WebHook'
+      properties: {
+        // The Event Grid extension endpoint. The key is read here and never leaves the deployment.
+        endpointUrl: 'https://${functionApp.properties.defaultHostName}/runtime/webhooks/eventgrid?functionName=${deletedFunctionName}&code=${functionHost.listKeys().systemKeys.eventgrid_extension}'
+        maxEventsPerBatch: 1
+        preferredBatchSizeInKilobytes: 64
+        minimumTlsVersionAllowed: '1.2'
+      }
+    }
+    filter: {
+      includedEventTypes: [
+        'Microsoft.Storage.BlobDeleted'
+      ]
+      subjectBeginsWith: '/blobServices/default/containers/${sourceContainerName}/blobs/'
+      isSubjectCaseSensitive: false
+      enableAdvancedFilteringOnArrays: true
+      advancedFilters: [
+        {
+          // The names the blob trigger references; `ncrefs prune` catches any other (and deletions missed).
+          operatorType: 'StringEndsWith'
+          key: 'subject'
+          values: netcdfSuffixes
+        }
+      ]
+    }
+    retryPolicy: {
+      maxDeliveryAttempts: maxDeliveryAttempts
+      eventTimeToLiveInMinutes: eventTimeToLiveInMinutes
+    }
+    deadLetterWithResourceIdentity: {
+      identity: {
+        type: 'SystemAssigned'
+      }
+      deadLetterDestination: {
+        endpointType: 'StorageBlob'
+        properties: {
+          resourceId: deadLetterStorageAccountId
+          blobContainerName: deadLetterContainerName
+        }
+      }
+    }
+  }
+}
+
 output subscriptionName string = subscription.name
+output deletedSubscriptionName string = deletedSubscription.name
 output webhookBaseUrl string = 'https://${functionApp.properties.defaultHostName}/runtime/webhooks/blobs'

@@ -101,6 +101,9 @@ param parseWorkers int = 2
 @description('Refuse a file with any variable Zarr cannot reference exactly, instead of leaving that variable out.')
 param strictReferences bool = false
 
+@description('After the blob trigger writes a reference, read the first chunk of each variable through it and from the original and compare them (VERIFY_AFTER_WRITE): a mismatch removes the reference and records verification_failed. Reads about one chunk per variable per file.')
+param verifyAfterWrite bool = false
+
 @description('Object id of the person or pipeline deploying (azd: AZURE_PRINCIPAL_ID). With grantDeployerDataAccess, it may upload to the source container and run the CLI (virtualize, backfill), which writes to the refs container.')
 param deployerPrincipalId string = ''
 
@@ -271,6 +274,7 @@ module functionApp 'modules/function-app.bicep' = {
     maxReadMB: maxReadMB
     parseWorkers: parseWorkers
     strictReferences: strictReferences
+    verifyAfterWrite: verifyAfterWrite
     instanceMemoryMB: instanceMemoryMB
     maximumInstanceCount: maximumInstanceCount
   }

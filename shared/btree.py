@@ -21,6 +21,8 @@ from collections.abc import Callable
 SIGNATURE = b"TREE"
 ADDRESS = 8  # sizeof(offsets): 8 in every NetCDF4 file (libhdf5's default)
 HEADER = 4 + 1 + 1 + 2 + 2 * ADDRESS
+# libhdf5's default chunk-index K (2K children per node); files may set another, which is still found when unambiguous.
+DEFAULT_K = 32
 GROUP_KEY = 8  # a group node's key: an offset into the local heap (sizeof(lengths))
 # A chunk node's key: chunk size (u32), filter mask (u32), one u64 offset per dimension + 1.
 MAX_DIMENSIONS = 32
@@ -60,8 +62,11 @@ def _key_size(kind: int, node: bytes, used: int) -> int | None:
         stride = key + ADDRESS
         if kind == 1 and any(struct.unpack_from("<Q", node, HEADER + i * stride + key - 8)[0] for i in range(used)):
             continue
-        fitting.append(key)
-    return fitting[0] if len(fitting) == 1 else None
+        fitting.append((key, rest // (key + ADDRESS)))
+    usual = [key for key, children in fitting if children == 2 * DEFAULT_K]
+    if len(usual) == 1:  # several sizes can add up; libhdf5's default K (nearly every file) breaks the tie
+        return usual[0]
+    return fitting[0][0] if len(fitting) == 1 else None
 
 
 class ReadAhead:

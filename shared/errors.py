@@ -31,6 +31,7 @@ ERROR_TABLE: dict[str, ErrorKind] = {
     "access_denied": ErrorKind(403, 2, False),
     "not_combinable": ErrorKind(422, 2, False),
     "dataset_not_found": ErrorKind(404, 2, False),
+    "verification_failed": ErrorKind(422, 2, False),
     "source_changed": ErrorKind(409, 1, True),
     "dataset_busy": ErrorKind(503, 1, True),
     "storage_unavailable": ErrorKind(503, 1, True),
@@ -131,6 +132,12 @@ class DatasetNotFound(NcrefsError):
 class DatasetBusy(NcrefsError):
     code = "dataset_busy"
     default_hint = "Another update of this dataset is running; try again in a minute (the blob trigger retries by itself)."
+
+
+class VerificationFailed(NcrefsError):
+    code = "verification_failed"
+    default_hint = ("The reference did not read back the original's values, so it was removed. Check the file "
+                    "(ncrefs verify names the variable and the first differing element) and report it with the file.")
 
 
 class SourceChanged(NcrefsError):

@@ -55,10 +55,14 @@ def reference_created_blob(container: str, name: str, settings: Settings, storag
         failed = error_result(str(source), error)
     else:  # the pipeline removed any stale error record
         log.info("referenced %s -> %s (%d bytes read)", source, result.output, result.bytes_read)
-        # Then the datasets that hold it: a file that does not fit one is recorded there; a retryable
-        # failure raises, and the retry finds the reference current and the dataset update still due.
-        changes = update_for_source(settings, storage, source, result)
-        return BlobOutcome(action="referenced", source=str(source), result=result, datasets=changes)
+        # VERIFY_AFTER_WRITE: a reference that does not read back the original is removed and recorded below.
+        wrong = _verify_after_write(settings, storage, source, result) if settings.verify_after_write else None
+        if wrong is None:
+            # Then the datasets that hold it: a file that does not fit one is recorded there; a retryable
+            # failure raises, and the retry finds the reference current and the dataset update still due.
+            changes = update_for_source(settings, storage, source, result)
+            return BlobOutcome(action="referenced", source=str(source), result=result, datasets=changes)
+        failed = error_result(str(source), wrong)
 
     log.error("cannot reference %s: [%s] %s", source, failed.error.code, failed.error.message)
     try:
@@ -70,3 +74,12 @@ def reference_created_blob(container: str, name: str, settings: Settings, storag
         log.error("could not record the failure of %s: [%s] %s", source, error.code, error.message)
         return BlobOutcome(action="unrecorded_error", source=str(source), result=failed)
     return BlobOutcome(action="recorded_error", source=str(source), result=failed, error_record=str(record))
+
+
+def _verify_after_write(settings: Settings, storage: Storage, source: BlobLocation,
+                        result: ReferenceResult) -> NcrefsError | None:
+    """The first chunk of each variable read through the new reference and from the original (``shared/verify.py``);
+    on a mismatch the reference (and its STAC item) is removed and the error to record returned."""
+    from shared.verify import verify_after_write
+
+    return verify_after_write(settings, storage, source, result)

@@ -397,24 +397,30 @@ def _chunk_manifest(url: str, dataset, chunks: tuple[int, ...], name: str, budge
     if len(infos) > cells:
         raise CorruptFile(f"Variable {name!r}'s chunk index lists more chunks than its shape holds: the file is damaged.",
                           variable=name)
-    masked = _masked_chunks(dataset, infos, name, budget, file_size)
-    budget.remaining -= len(infos)
-
-    offsets = np.zeros(grid, dtype=np.uint64)
-    lengths = np.zeros(grid, dtype=np.uint64)
-    present = np.zeros(grid, dtype=bool)
-    trimmed = chunks != dataset.chunks
-    trimmed_length = math.prod(chunks) * dataset.dtype.itemsize
-    for info in infos:
-        key = tuple(a // b for a, b in zip(info.chunk_offset, chunks))
-        if any(k >= g for k, g in zip(key, grid)) or present[key]:
-            raise CorruptFile(f"Variable {name!r}'s chunk index is inconsistent (chunk {key} outside the grid or listed twice).",
-                              variable=name)
-        present[key] = True
-        offsets[key] = info.byte_offset
-        lengths[key] = trimmed_length if trimmed else info.size
-    paths = np.full(grid, "", dtype=np.dtypes.StringDType())  # "" marks a chunk never written
-    paths[present] = url
+    count = len(infos)
+    # A whole index at a time (a million chunks: ~0.5 s, not ~5 s chunk by chunk).
+    filter_masks = np.fromiter((info.filter_mask for info in infos), dtype=np.uint64, count=count)
+    masked = _masked_chunks(dataset, [infos[i] for i in np.flatnonzero(filter_masks)], name, budget, file_size)
+    budget.remaining -= count
+    keys = np.array([info.chunk_offset for info in infos], dtype=np.uint64).reshape(count, len(grid))
+    keys //= np.array(chunks, dtype=np.uint64)
+    outside = (keys >= np.array(grid, dtype=np.uint64)).any(axis=1)
+    cells_listed = np.ravel_multi_index(tuple(keys[~outside].T.astype(np.intp)), grid) if not outside.any() else None
+    if cells_listed is None or np.unique(cells_listed).size != count:
+        bad = tuple(int(k) for k in keys[np.argmax(outside)]) if outside.any() else "listed twice"
+        raise CorruptFile(f"Variable {name!r}'s chunk index is inconsistent (chunk {bad} outside the grid or listed twice).",
+                          variable=name)
+    offsets = np.zeros(cells, dtype=np.uint64)
+    lengths = np.zeros(cells, dtype=np.uint64)
+    offsets[cells_listed] = np.fromiter((info.byte_offset for info in infos), dtype=np.uint64, count=count)
+    if chunks != dataset.chunks:  # trimmed: each chunk read as the chunk shape Zarr is told
+        lengths[cells_listed] = math.prod(chunks) * dataset.dtype.itemsize
+    else:
+        lengths[cells_listed] = np.fromiter((info.size for info in infos), dtype=np.uint64, count=count)
+    offsets, lengths = offsets.reshape(grid), lengths.reshape(grid)
+    paths = np.full(cells, "", dtype=np.dtypes.StringDType())  # "" marks a chunk never written
+    paths[cells_listed] = url
+    paths = paths.reshape(grid)
     inlined = _reencoded_chunks(dataset, masked, chunks, name)
     for key, data in inlined.items():  # never a byte range: the codec chain would misread it
         paths[key] = INLINED_CHUNK_PATH
@@ -454,14 +460,15 @@ def _compact_manifest(dataset, name: str, budget: _Budget) -> ChunkManifest | No
     )
 
 
-def _masked_chunks(dataset, infos: list, name: str, budget: _Budget, file_size: int) -> list:
+def _masked_chunks(dataset, flagged: list, name: str, budget: _Budget, file_size: int) -> list:
     """The chunks HDF5 stored past some of the variable's filters (a filter mask bit i set:
     filter i was not applied, e.g. an optional compression that did not shrink the chunk), sized
-    before any is read. Zarr applies one codec chain to every chunk, so these are copied into
-    the reference re-encoded (:func:`_reencoded_chunks`) or the variable is left out."""
+    before any is read (``flagged``: the chunks with any mask bit). Zarr applies one codec chain
+    to every chunk, so these are copied into the reference re-encoded (:func:`_reencoded_chunks`)
+    or the variable is left out."""
     filters = dataset.id.get_create_plist().get_nfilters()
     pipeline = (1 << filters) - 1  # bits past the pipeline's filters mean nothing to HDF5
-    masked = [info for info in infos if info.filter_mask & pipeline]
+    masked = [info for info in flagged if info.filter_mask & pipeline]
     if not masked:
         return []
     chunk_bytes = math.prod(dataset.chunks) * dataset.dtype.itemsize

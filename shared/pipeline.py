@@ -92,8 +92,6 @@ def generate_reference(
     except NcrefsError as error:
         error.source_etag = info.etag  # the version that failed: error records and backfill compare it
         raise
-    finally:
-        reader.close()
     report = scan_refs(virtual.reference)
     report.skipped_variables = virtual.skipped_variables
     chunk_count = sum(v.chunk_count for v in report.variables)
@@ -138,8 +136,9 @@ def generate_reference(
         from shared.catalog import reference_written
 
         deferred = batch.catalog_links if batch else None
-        if (warning := reference_written(settings, storage, source, target, fmt, virtual.reference, info, deferred)) is not None:
+        if (warning := reference_written(settings, storage, source, target, fmt, virtual.reference, info, deferred, reader)) is not None:
             result.warnings.append(warning)
+    result.requests, result.bytes_read = reader.stats.requests, reader.stats.bytes_read  # the catalog's reads too
     result.elapsed_s = round(time.perf_counter() - started, 3)
     return result
 

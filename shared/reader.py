@@ -40,8 +40,10 @@ SMALL_FILE = int(REQUEST_LATENCY_S * BANDWIDTH_BPS)
 FIRST_READ = 256 << 10
 # Never fetch a whole file larger than this in one go (memory).
 WHOLE_FILE_MAX = 32 << 20
+# The block size of a reader opened only to fetch known ranges (which set their own sizes).
+READ_BLOCK_SIZE = 4096
 # Ranges asked for in one prefetch_ranges call to fetch_many, and how many of them its server
-# (shared/sandbox/pool.py) fetches at once.
+# (shared/sandbox/pool.py, with fetch_concurrently) fetches at once.
 MANY_PER_CALL = 1024
 READS_IN_FLIGHT = 32
 
@@ -145,6 +147,16 @@ class RangeReader(io.RawIOBase):
     def fetch_counted(self, start: int, end: int) -> bytes:
         """One GET of ``[start, end)``, counted, not cached: for a parser process's reads."""
         return self._get(start, end)
+
+    def fetch_concurrently(self, ranges: list[tuple[int, int]]) -> list[bytes]:
+        """Each range in one GET, counted, not cached, at most ``READS_IN_FLIGHT`` at once (for a
+        parser process's batched reads, and the catalog's coordinate reads)."""
+        if len(ranges) == 1:
+            return [self.fetch_counted(*ranges[0])]
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(min(READS_IN_FLIGHT, len(ranges)), thread_name_prefix="ncrefs-read") as pool:
+            return list(pool.map(lambda r: self.fetch_counted(*r), ranges))
 
     @property
     def concurrent(self) -> bool:

@@ -72,6 +72,9 @@ class Settings(BaseSettings):
     max_read_mb: int = Field(default=256, ge=1, validation_alias="MAX_READ_MB")
     # Refuse a file with any variable Zarr cannot reference exactly, instead of leaving it out (and saying so).
     strict: bool = Field(default=False, validation_alias="STRICT_REFERENCES")
+    # After the blob trigger writes a reference, read the first chunk of each variable through it and from the
+    # original (shared/verify.py); a mismatch removes the reference and records verification_failed.
+    verify_after_write: bool = Field(default=False, validation_alias="VERIFY_AFTER_WRITE")
     # Parser processes kept warm; more files at once wait for one.
     parse_workers: int = Field(default=4, ge=1, le=64, validation_alias="PARSE_WORKERS")
 

@@ -465,8 +465,10 @@ class Storage:
         except (HttpResponseError, AzureError) as error:
             raise self._failure(error, f"writing {location}", location.container, write=True) from error
 
-    def delete(self, location: Location) -> bool:
-        """Delete one object if it exists; True when something was deleted."""
+    def delete(self, location: Location, *, if_etag: str | None = None) -> bool:
+        """Delete one object if it exists; True when something was deleted.
+
+        ``if_etag``: only that version (a blob written meanwhile raises :class:`WriteRaced`)."""
         if isinstance(location, LocalLocation):
             if location.path.is_dir():
                 shutil.rmtree(location.path)
@@ -476,11 +478,16 @@ class Storage:
                 return True
             except FileNotFoundError:
                 return False
+        conditions = {"etag": if_etag, "match_condition": MatchConditions.IfNotModified} if if_etag else {}
         try:
-            self.service.get_blob_client(location.container, location.path).delete_blob()
+            self.service.get_blob_client(location.container, location.path).delete_blob(**conditions)
             return True
         except ResourceNotFoundError:
             return False
+        except ResourceModifiedError as error:
+            if conditions:
+                raise WriteRaced(str(location)) from error
+            raise self._failure(error, f"deleting {location}", location.container, write=True) from error
         except (HttpResponseError, AzureError) as error:
             raise self._failure(error, f"deleting {location}", location.container, write=True) from error
 

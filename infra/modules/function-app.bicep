@@ -60,6 +60,8 @@ param parseWorkers int
 
 param strictReferences bool
 
+param verifyAfterWrite bool
+
 @description('Memory of each instance, in MB (512 is too small for the app and a parser process).')
 @allowed([
   2048
@@ -197,6 +199,10 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
         {
           name: 'STRICT_REFERENCES'
           value: string(strictReferences)
+        }
+        {
+          name: 'VERIFY_AFTER_WRITE'
+          value: string(verifyAfterWrite)
         }
         {
           name: 'BLOB_TRIGGER_SOURCE'

@@ -1,6 +1,7 @@
 # Phase 2 of the ncrefs deployment (Windows twin of deploy-eventgrid-subscription.sh):
-# create the Event Grid subscription that feeds the blob trigger (infra/eventgrid-subscription.bicep)
-# once the code is deployed and the blobs_extension system key exists.
+# create the Event Grid subscriptions that feed the blob trigger (BlobCreated) and the deletion
+# function (BlobDeleted) (infra/eventgrid-subscription.bicep) once the code is deployed and the
+# blobs_extension and eventgrid_extension system keys exist.
 #
 # Usage:
 #   under azd: runs as the postdeploy hook (azure.yaml); the outputs of infra/main.bicep are in the environment.
@@ -49,17 +50,17 @@ foreach ($name in $outputs) {
     }
 }
 
-Write-Host "Waiting for the blobs_extension system key of $env:FUNCTION_APP_NAME ..."
+Write-Host "Waiting for the blobs_extension and eventgrid_extension system keys of $env:FUNCTION_APP_NAME ..."
 $ready = $false
 for ($i = 1; $i -le $attempts; $i++) {
     Wake
-    $present = az functionapp keys list --resource-group $env:AZURE_RESOURCE_GROUP --name $env:FUNCTION_APP_NAME --query 'systemKeys.blobs_extension != `null`' --output tsv 2>$null
+    $present = az functionapp keys list --resource-group $env:AZURE_RESOURCE_GROUP --name $env:FUNCTION_APP_NAME --query 'systemKeys.blobs_extension != `null` && systemKeys.eventgrid_extension != `null`' --output tsv 2>$null
     if ($LASTEXITCODE -eq 0 -and "$present" -match '^true$') { $ready = $true; break }
     Start-Sleep -Seconds $pause
 }
-if (-not $ready) { Fail "no blobs_extension key after $attempts attempts: is the code deployed, with the blob trigger reference_from_blob using source EventGrid?" }
+if (-not $ready) { Fail "no blobs_extension and eventgrid_extension keys after $attempts attempts: is the code deployed, with the blob trigger reference_from_blob using source EventGrid and the Event Grid trigger source_deleted?" }
 
-Write-Host "Creating Event Grid subscription on $env:EVENTGRID_SYSTEM_TOPIC_NAME for container $env:SOURCE_CONTAINER ..."
+Write-Host "Creating Event Grid subscriptions on $env:EVENTGRID_SYSTEM_TOPIC_NAME for container $env:SOURCE_CONTAINER ..."
 for ($try = 1; $try -le 3; $try++) {
     az deployment group create `
         --resource-group $env:EVENTGRID_SYSTEM_TOPIC_RESOURCE_GROUP `
@@ -74,10 +75,10 @@ for ($try = 1; $try -le 3; $try++) {
             deadLetterContainerName=$env:EVENTGRID_DEADLETTER_CONTAINER `
         --output none
     if ($LASTEXITCODE -eq 0) {
-        Write-Host "Event Grid subscription ready: new NetCDF blobs in $env:SOURCE_CONTAINER now trigger reference_from_blob."
+        Write-Host "Event Grid subscriptions ready: new NetCDF blobs in $env:SOURCE_CONTAINER now trigger reference_from_blob, deleted ones source_deleted."
         exit 0
     }
     Wake
     Start-Sleep -Seconds 20
 }
-Fail 'the Event Grid subscription could not be created'
+Fail 'the Event Grid subscriptions could not be created'

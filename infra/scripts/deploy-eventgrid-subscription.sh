@@ -1,12 +1,13 @@
 #!/bin/sh
-# Phase 2 of the ncrefs deployment: create the Event Grid subscription that feeds the
-# blob trigger (infra/eventgrid-subscription.bicep).
+# Phase 2 of the ncrefs deployment: create the Event Grid subscriptions that feed the
+# blob trigger (BlobCreated) and the deletion function (BlobDeleted)
+# (infra/eventgrid-subscription.bicep).
 #
-# It runs after the code is deployed, because the webhook needs the blobs_extension system
-# key, which the Functions host creates when it first loads the blob trigger, and because
-# Event Grid validates the webhook (a handshake the running app must answer) when the
-# subscription is created. The key is read by the template itself (listKeys) and never
-# passes through this script.
+# It runs after the code is deployed, because the webhooks need the blobs_extension and
+# eventgrid_extension system keys, which the Functions host creates when it first loads the
+# blob trigger and the Event Grid trigger, and because Event Grid validates each webhook (a
+# handshake the running app must answer) when its subscription is created. The keys are read
+# by the template itself (listKeys) and never pass through this script.
 #
 # Usage:
 #   under azd: runs as the postdeploy hook (azure.yaml); the outputs of infra/main.bicep
@@ -54,24 +55,25 @@ for name in $outputs; do
     [ -n "$value" ] || fail "$name is not set: run azd provision first, or pass <resource-group> <main-deployment-name>"
 done
 
-# Flex Consumption scales to zero: wake the app so its host loads the blob trigger and creates
-# the blobs_extension key, then wait until the key exists (only its presence is queried).
-echo "Waiting for the blobs_extension system key of $FUNCTION_APP_NAME ..."
+# Flex Consumption scales to zero: wake the app so its host loads the blob trigger and the Event
+# Grid trigger and creates the blobs_extension and eventgrid_extension keys, then wait until both
+# exist (only their presence is queried).
+echo "Waiting for the blobs_extension and eventgrid_extension system keys of $FUNCTION_APP_NAME ..."
 i=0
 while :; do
     wake
     present=$(az functionapp keys list --resource-group "$AZURE_RESOURCE_GROUP" --name "$FUNCTION_APP_NAME" \
-        --query 'systemKeys.blobs_extension != `null`' --output tsv 2>/dev/null || true)
+        --query 'systemKeys.blobs_extension != `null` && systemKeys.eventgrid_extension != `null`' --output tsv 2>/dev/null || true)
     case "$present" in
         [Tt]rue) break ;;
     esac
     i=$((i + 1))
-    [ "$i" -lt "$attempts" ] || fail "no blobs_extension key after $attempts attempts: is the code deployed, with the blob trigger reference_from_blob using source EventGrid?"
+    [ "$i" -lt "$attempts" ] || fail "no blobs_extension and eventgrid_extension keys after $attempts attempts: is the code deployed, with the blob trigger reference_from_blob using source EventGrid and the Event Grid trigger source_deleted?"
     sleep "$pause"
 done
 
 # Event Grid checks the endpoint while creating the subscription; a cold app can miss it once.
-echo "Creating Event Grid subscription on $EVENTGRID_SYSTEM_TOPIC_NAME for container $SOURCE_CONTAINER ..."
+echo "Creating Event Grid subscriptions on $EVENTGRID_SYSTEM_TOPIC_NAME for container $SOURCE_CONTAINER ..."
 try=1
 until az deployment group create \
     --resource-group "$EVENTGRID_SYSTEM_TOPIC_RESOURCE_GROUP" \
@@ -85,9 +87,9 @@ until az deployment group create \
         deadLetterStorageAccountId="$EVENTGRID_DEADLETTER_STORAGE_ACCOUNT_ID" \
         deadLetterContainerName="$EVENTGRID_DEADLETTER_CONTAINER" \
     --output none; do
-    [ "$try" -lt 3 ] || fail "the Event Grid subscription could not be created"
+    [ "$try" -lt 3 ] || fail "the Event Grid subscriptions could not be created"
     try=$((try + 1))
     wake
     sleep "${NCREFS_RETRY_SECONDS:-20}"
 done
-echo "Event Grid subscription ready: new NetCDF blobs in $SOURCE_CONTAINER now trigger reference_from_blob."
+echo "Event Grid subscriptions ready: new NetCDF blobs in $SOURCE_CONTAINER now trigger reference_from_blob, deleted ones source_deleted."

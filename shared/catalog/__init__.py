@@ -15,8 +15,9 @@ from shared.catalog.store import (
     link_items,
     reference_written,
     remove_item,
+    remove_items,
     show,
 )
 
 __all__ = ["ROOT", "STAC_PREFIX", "BuildSummary", "build", "collection_path", "dataset_changed", "dataset_deleted",
-           "folder_catalog_path", "item_path", "link_items", "reference_written", "remove_item", "show"]
+           "folder_catalog_path", "item_path", "link_items", "reference_written", "remove_item", "remove_items", "show"]

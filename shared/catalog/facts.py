@@ -34,6 +34,9 @@ MAX_VARIABLES = 256
 MAX_DIMENSIONS = 64
 MAX_COORDINATE_VALUES = 25_000_000  # values of one coordinate array looked at (2-D lat/lon included)
 MAX_FETCH_BYTES = 64 * 2**20  # bytes of coordinate chunks read from a source when not inline
+# Cell bounds only refine an extent the coordinate already gives: read when in at most this many pieces
+# (a CMIP6 time_bnds chunked per step is 365 reads; its time coordinate is in the reference).
+MAX_BOUNDS_PIECES = 32
 
 LON_UNITS = {"degrees_east", "degree_east", "degree_e", "degrees_e", "degreee", "degreese"}
 LAT_UNITS = {"degrees_north", "degree_north", "degree_n", "degrees_n", "degreen", "degreesn"}
@@ -41,8 +44,8 @@ DEGREES = {"degrees", "degree", "deg"}
 LENGTH_UNITS = {"m", "metre", "meter", "metres", "meters", "km", "kilometre", "kilometer", "kilometres", "kilometers"}
 VERTICAL_UNITS = {"pa", "hpa", "mbar", "millibar", "bar", "dbar", "decibar", "atm", "level", "layer", "sigma_level"}
 
-# (chunk key) -> bytes, or None when that byte range may not be read (over the budget, no access).
-Fetch = Callable[[list], "bytes | None"]
+# Many [url, offset, length] at once (concurrently) -> each one's bytes, or None when it may not be read (no access).
+Fetch = Callable[[list[list]], "list[bytes | None]"]
 
 
 @dataclass
@@ -112,9 +115,10 @@ def _chunk_keys(name: str, zarray: dict) -> list[str]:
     return [f"{name}/" + separator.join(map(str, index)) for index in np.ndindex(*counts)]
 
 
-def open_root(refs: References, wanted: set[str], fetch: Fetch | None, notes: list[str]):
+def open_root(refs: References, wanted: set[str], fetch: Fetch | None, notes: list[str], bounds: frozenset[str] = frozenset()):
     """The reference's root group as an xarray Dataset (times not decoded) whose ``wanted`` arrays
-    have their values in memory; other arrays read as missing and must not be looked at."""
+    have their values in memory; other arrays read as missing and must not be looked at. ``bounds``
+    (cell bounds) are not read from the source in more than ``MAX_BOUNDS_PIECES`` pieces."""
     import xarray as xr
     from zarr.core.buffer import default_buffer_prototype
     from zarr.storage import MemoryStore
@@ -126,6 +130,7 @@ def open_root(refs: References, wanted: set[str], fetch: Fetch | None, notes: li
         if data is not None:
             store[key] = buffer.from_bytes(data)
     budget = MAX_FETCH_BYTES
+    ranges: dict[str, list[tuple[str, list]]] = {}  # wanted array -> its chunks that are byte ranges of the source
     for name, (zarray, _) in _root_arrays(refs).items():
         for suffix in (".zarray", ".zattrs"):
             data = _as_bytes(refs.get(f"{name}/{suffix}"))
@@ -135,18 +140,30 @@ def open_root(refs: References, wanted: set[str], fetch: Fetch | None, notes: li
             continue
         for key in _chunk_keys(name, zarray):
             value = refs.get(key)
-            if isinstance(value, (list, tuple)):  # a byte range of the source
+            if isinstance(value, (list, tuple)):
                 length = int(value[2]) if len(value) > 2 else budget + 1
-                data = fetch(list(value)) if fetch is not None and length <= budget else None
-                if data is None:
+                if fetch is None or length > budget:
                     notes.append(f"{name}: its values are not in the reference and were not read")
                     wanted.discard(name)
+                    ranges.pop(name, None)
                     break
-                budget -= len(data)
-            else:
-                data = _as_bytes(value)
-            if data is not None:
+                budget -= length
+                ranges.setdefault(name, []).append((key, list(value)))
+            elif (data := _as_bytes(value)) is not None:
                 store[key] = buffer.from_bytes(data)
+    for name in [n for n in ranges if n in bounds and len(ranges[n]) > MAX_BOUNDS_PIECES]:
+        notes.append(f"{name}: cell bounds in {len(ranges.pop(name)):,} pieces of the source, not read; "
+                     "the extent comes from its coordinate")
+        wanted.discard(name)
+    pieces = [piece for name in ranges for piece in ranges[name]]
+    fetched = dict(zip((key for key, _ in pieces), fetch([ref for _, ref in pieces]))) if pieces else {}
+    for name, chunks in ranges.items():  # all at once, concurrently
+        if any(fetched[key] is None for key, _ in chunks):
+            notes.append(f"{name}: its values are not in the reference and were not read")
+            wanted.discard(name)
+            continue
+        for key, _ in chunks:
+            store[key] = buffer.from_bytes(fetched[key])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return xr.open_dataset(MemoryStore(store), engine="zarr", consolidated=False, zarr_format=2, decode_times=False,
@@ -164,7 +181,7 @@ def describe(refs: References, *, fetch: Fetch | None = None) -> Facts:
     wanted = {name for name, role in roles.items() if role in ("lon", "lat", "x", "y", "time", "bounds", "z", "dim")}
     wanted = {n for n in wanted if _size(arrays[n][0]) <= MAX_COORDINATE_VALUES}
     try:
-        ds = open_root(refs, wanted, fetch, facts.notes)
+        ds = open_root(refs, wanted, fetch, facts.notes, frozenset(n for n in wanted if roles[n] == "bounds"))
     except Exception as error:  # noqa: BLE001 - a reference zarr cannot open: describe nothing rather than fail
         facts.notes.append(f"the reference could not be opened as Zarr: {type(error).__name__}")
         return facts

@@ -27,6 +27,7 @@ from shared.catalog import items as stac_items
 from shared.catalog.facts import References, describe, iso
 from shared.errors import DatasetNotFound, InvalidRequest, NcrefsError, SourceNotFound
 from shared.paths import BlobLocation, is_reserved, parse_location, reference_location
+from shared.reader import READ_BLOCK_SIZE
 from shared.settings import Settings
 from shared.storage import Storage, WriteRaced
 
@@ -76,17 +77,18 @@ def _parent_folder(folder: str) -> str:
 
 # -- items -----------------------------------------------------------------------------------------
 def reference_written(settings: Settings, storage: Storage, source, target, fmt: str, reference, info,
-                      deferred_links: set[str] | None = None) -> str | None:
+                      deferred_links: set[str] | None = None, reader=None) -> str | None:
     """The pipeline wrote ``target`` (``fmt``) for ``source``: write its Item and link it in (or, for a
     batch, add it to ``deferred_links`` for :func:`link_items` at the end).
 
     Never raises: a catalog failure must not fail the reference. Returns a warning for the
-    result when the item could not be written (``ncrefs stac build`` repairs the catalog)."""
+    result when the item could not be written (``ncrefs stac build`` repairs the catalog). ``reader``: the
+    source's reader the reference was parsed from, so coordinates are read from the same version."""
     if not isinstance(source, BlobLocation) or not isinstance(target, BlobLocation) or target.container != settings.refs_container:
         return None
     try:
         relative = write_item(settings, storage, source, target, fmt, References.from_reference(reference),
-                              last_modified=info.last_modified, size=info.size)
+                              last_modified=info.last_modified, size=info.size, reader=reader)
         if deferred_links is None:
             link_item(settings, storage, relative)
         else:
@@ -99,10 +101,10 @@ def reference_written(settings: Settings, storage: Storage, source, target, fmt:
 
 
 def write_item(settings: Settings, storage: Storage, source: BlobLocation, target: BlobLocation, fmt: str,
-               refs: References, *, last_modified: datetime | None, size: int | None) -> str:
+               refs: References, *, last_modified: datetime | None, size: int | None, reader=None) -> str:
     """Describe the reference and write its Item; returns the source's relative path (the item's id)."""
     relative = relative_source(source, settings)
-    facts = describe(refs, fetch=_fetcher(storage, source))
+    facts = describe(refs, fetch=_fetcher(storage, source, reader))
     item = stac_items.build_item(
         relative, facts, source_href=source.url("https", storage.blob_url),
         reference_href=target.url("https", storage.blob_url) + ("/" if fmt == "parquet" else ""),
@@ -117,19 +119,27 @@ def write_item(settings: Settings, storage: Storage, source: BlobLocation, targe
     return relative
 
 
-def _fetcher(storage: Storage, source: BlobLocation) -> Callable[[list], bytes | None]:
-    """Reads a coordinate's byte range from the reference's own source, and nothing else."""
-    import obstore
+def _fetcher(storage: Storage, source: BlobLocation, reader=None) -> Callable[[list[list]], list[bytes | None]]:
+    """Reads coordinates' byte ranges from the reference's own source, and nothing else, many at once
+    (through ``reader`` when given: pinned to the version the reference was made from)."""
+    opened = [reader]
 
-    def fetch(ref: list) -> bytes | None:
-        try:
-            location = parse_location(str(ref[0]), allow_local=False)
-        except NcrefsError:
-            return None
-        if (location.container, location.path) != (source.container, source.path) or len(ref) < 3:
-            return None
-        start, length = int(ref[1]), int(ref[2])
-        return bytes(obstore.get_range(storage.object_store(source.container), source.path, start=start, length=length))
+    def fetch(refs: list[list]) -> list[bytes | None]:
+        if opened[0] is None:  # a stored reference's source, opened only when a coordinate must be read
+            opened[0] = storage.open_source(source, READ_BLOCK_SIZE)
+        reader = opened[0]
+        ranges = {}
+        for at, ref in enumerate(refs):
+            try:
+                location = parse_location(str(ref[0]), allow_local=False)
+            except NcrefsError:
+                continue
+            if (location.container, location.path) == (source.container, source.path) and len(ref) >= 3:
+                start, length = int(ref[1]), int(ref[2])
+                if 0 <= start and 0 < length and start + length <= reader.size:
+                    ranges[at] = (start, start + length)
+        fetched = dict(zip(ranges, reader.fetch_concurrently(list(ranges.values())))) if ranges else {}
+        return [fetched.get(at) for at in range(len(refs))]
 
     return fetch
 

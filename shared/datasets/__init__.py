@@ -10,9 +10,12 @@ from shared.datasets.service import (
     delete,
     list_definitions,
     load_definition,
+    remove_members,
     show,
+    update_for_deleted_source,
     update_for_source,
 )
 
 __all__ = ["DatasetChange", "DatasetDefinition", "DatasetState", "DatasetView", "Member", "build", "create", "delete",
-           "list_definitions", "load_definition", "show", "update_for_source"]
+           "list_definitions", "load_definition", "remove_members", "show", "update_for_deleted_source",
+           "update_for_source"]

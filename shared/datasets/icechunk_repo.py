@@ -201,3 +201,12 @@ def open_xarray(storage: Storage, location: BlobLocation, containers: list[str] 
                                  hint="`ncrefs dataset show NAME` lists its snapshots.") from None
     kwargs.setdefault("chunks", None)  # xarray's lazy arrays, as open_dataset gives; chunks={} for dask
     return xr.open_zarr(session.store, consolidated=False, zarr_format=3, **kwargs)
+
+
+def write_empty(repo, message: str, metadata: dict) -> str:
+    """Commit an empty root group to ``main`` (a dataset whose last members were deleted); the snapshot id."""
+    import zarr
+
+    session = repo.writable_session("main")
+    zarr.open_group(session.store, mode="w", zarr_format=3)  # "w": replaces the root group and every array
+    return session.commit(message, metadata=metadata)

@@ -20,7 +20,6 @@ import signal
 import subprocess
 import sys
 import threading
-from concurrent.futures import ThreadPoolExecutor
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +29,7 @@ import ujson
 
 from shared.chunkrefs import NO_RANGE, ChunkTable, Reference
 from shared.errors import ERROR_TABLE, CorruptFile, InternalError, LimitsExceeded, NcrefsError
-from shared.reader import READS_IN_FLIGHT, RangeReader
+from shared.reader import RangeReader
 from shared.sandbox import protocol
 from shared.settings import Settings
 
@@ -175,7 +174,7 @@ class ParserPool:
                     read_total += end - start
                 if refused is None:
                     try:
-                        pieces = _fetch_all(reader, ranges)
+                        pieces = reader.fetch_concurrently(ranges)
                         worker.send(b"".join(protocol.encode(protocol.BYTES, data) for data in pieces))
                         continue
                     except NcrefsError as error:  # the source changed, storage failed: the real error stays here
@@ -248,14 +247,6 @@ class ParserPool:
             else:
                 self._running -= 1
             self._lock.notify()
-
-
-def _fetch_all(reader: RangeReader, ranges: list[tuple[int, int]]) -> list[bytes]:
-    """The ranges' bytes, at most ``READS_IN_FLIGHT`` GETs at once, each pinned to the source's ETag."""
-    if len(ranges) == 1:
-        return [reader.fetch_counted(*ranges[0])]
-    with ThreadPoolExecutor(min(READS_IN_FLIGHT, len(ranges)), thread_name_prefix="ncrefs-read") as pool:
-        return list(pool.map(lambda r: reader.fetch_counted(*r), ranges))
 
 
 def _checked_ranges(value, size: int) -> list[tuple[int, int]]:
@@ -360,7 +351,8 @@ def _checked_regions(message: dict, job: dict) -> list:
             raise InternalError(f"A parser process answered a region of {asked['variable']!r:.80} in another shape.")
         if "strings" in answer:
             strings = answer["strings"]
-            if not isinstance(strings, list) or not all(isinstance(v, str) for v in strings) or len(strings) != math.prod(expected):
+            if (not isinstance(strings, list) or not all(isinstance(v, str) for v in strings)
+                    or len(strings) != math.prod(expected)):
                 raise InternalError("A parser process answered malformed strings.")
             values = np.empty(len(strings), dtype=object)
             values[:] = strings

@@ -21,6 +21,7 @@ FUNCTION_APP = "modules/function-app.bicep"
 
 # The app contract (fixed with the Python side).
 BLOB_FUNCTION = "reference_from_blob"
+DELETED_FUNCTION = "source_deleted"  # the Event Grid trigger of BlobDeleted (functions/blob_deleted.py)
 BLOB_TRIGGER_PATH = "%SOURCE_CONTAINER%/{name}"
 BLOB_CONNECTION = "DATA_STORAGE"
 NETCDF_SUFFIXES = {".nc", ".nc4", ".netcdf", ".h5", ".hdf5", ".he5"}
@@ -187,6 +188,27 @@ def test_webhook_targets_the_blob_trigger_through_the_blob_extension():
     assert app.existing and app.type == "Microsoft.Web/sites"
     assert m.render(app.config["scope"]) == "resource_group(functionAppResourceGroup)"
     assert props["maxEventsPerBatch"] == 1
+
+
+def test_deletions_reach_the_event_grid_trigger_for_the_source_container():
+    sub = m.subscription()
+    props = sub.resource("deletedSubscription").config["properties"]
+    filt = props["filter"]
+    assert filt["includedEventTypes"] == ["Microsoft.Storage.BlobDeleted"]
+    assert filt["subjectBeginsWith"] == sub.resource("subscription").config["properties"]["filter"]["subjectBeginsWith"]
+    assert filt["isSubjectCaseSensitive"] is False
+    (ends,) = filt["advancedFilters"]
+    assert (ends["operatorType"], ends["key"], str(ends["values"])) == ("StringEndsWith", "subject", "netcdfSuffixes")
+    # The Event Grid extension's webhook (not the blob extension's): functionName is the Python function's name.
+    assert props["destination"]["properties"]["endpointUrl"] == (
+        "https://${functionApp.properties.defaultHostName}/runtime/webhooks/eventgrid"
+        "?functionName=${deletedFunctionName}&code=${functionHost.listKeys().systemKeys.eventgrid_extension}"
+    )
+    assert sub.param_default("deletedFunctionName") == DELETED_FUNCTION
+    assert props["destination"]["properties"]["maxEventsPerBatch"] == 1
+    assert str(props["deadLetterWithResourceIdentity"]["deadLetterDestination"]["properties"]["blobContainerName"]) == (
+        "deadLetterContainerName")
+    assert sub.param_default("deletedSubscriptionName") != sub.param_default("subscriptionName")
 
 
 def test_dead_letters_go_to_the_host_storage_container_event_grid_may_write():
@@ -358,6 +380,8 @@ def test_app_functions_match_the_infrastructure():
     assert trigger["path"] == BLOB_TRIGGER_PATH
     assert trigger["connection"] == BLOB_CONNECTION
     assert str(trigger.get("source")).lower() == "eventgrid", "on Flex Consumption the blob trigger must use Event Grid"
+    assert DELETED_FUNCTION in functions, f"no function {DELETED_FUNCTION}: {sorted(functions)}"
+    assert [b["type"] for b in functions[DELETED_FUNCTION]["bindings"]] == ["eventGridTrigger"]
     for name, (route, method) in HTTP_ROUTES.items():
         (http,) = [b for b in functions[name]["bindings"] if b["type"] == "httpTrigger"]
         assert http["route"] == route, name

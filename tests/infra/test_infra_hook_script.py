@@ -18,6 +18,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import infra_model as m
 
 SECRET = "THE-BLOBS-EXTENSION-KEY"
+# The only question the script may ask about the keys: whether both webhook keys exist.
+KEY_QUERY = "systemKeys.blobs_extension != `null` && systemKeys.eventgrid_extension != `null`"
 
 FAKE_AZ = r'''#!{python}
 """Stand-in for the Azure CLI: logs argv, answers the few calls the script makes."""
@@ -41,7 +43,7 @@ if args[:2] == ["account", "show"]:
 if args[:3] == ["functionapp", "keys", "list"]:
     ready = bump("keys") >= int(os.environ.get("FAKE_KEY_AFTER", "1"))
     query = option("--query") or ""
-    if query == "systemKeys.blobs_extension != `null`":
+    if query == KEY_QUERY:
         print("true" if ready else "false")
     else:  # anything else would expose the key
         print(SECRET if ready else "")
@@ -53,7 +55,7 @@ if args[:3] == ["deployment", "group", "show"]:
 if args[:3] == ["deployment", "group", "create"]:
     sys.exit(0 if bump("creates") > int(os.environ.get("FAKE_CREATE_FAILS", "0")) else 1)
 sys.exit(f"fake az: unexpected call {{args}}")
-'''.replace("SECRET", repr(SECRET))
+'''.replace("SECRET", repr(SECRET)).replace("KEY_QUERY", repr(KEY_QUERY))
 
 FAKE_CURL = """#!/bin/sh
 echo "$@" >> "$FAKE_AZ_DIR/curl.log"
@@ -147,7 +149,7 @@ def test_the_key_is_never_read_or_printed(fake_cli):
     assert SECRET not in done.stdout + done.stderr
     for call in calls:
         if call[:3] == ["functionapp", "keys", "list"]:
-            assert call[call.index("--query") + 1] == "systemKeys.blobs_extension != `null`"
+            assert call[call.index("--query") + 1] == KEY_QUERY
         assert not any(SECRET in arg for arg in call)
 
 
@@ -163,6 +165,7 @@ def test_it_gives_up_without_a_key_and_creates_nothing(fake_cli):
     done, calls, _ = fake_cli(env={**OUTPUTS, "FAKE_KEY_AFTER": "99", "NCREFS_KEY_WAIT_ATTEMPTS": "2"})
     assert done.returncode != 0
     assert "blobs_extension" in done.stderr and "reference_from_blob" in done.stderr
+    assert "eventgrid_extension" in done.stderr and "source_deleted" in done.stderr
     assert creates(calls) == []
 
 
