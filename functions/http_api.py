@@ -1,4 +1,4 @@
-"""HTTP triggers: POST /api/generate-reference, the dataset routes and GET /api/health.
+"""HTTP triggers: POST /api/generate-reference, the dataset routes, GET /api/status and GET /api/health.
 
 Each handler only translates: the request to ``shared.api``, its answer to an HttpResponse.
 The core is imported at the first request, not when the host loads the app (cold start).
@@ -37,6 +37,12 @@ def dataset_show(req: func.HttpRequest) -> func.HttpResponse:
 @bp.route(route="datasets/{name}/build", methods=[func.HttpMethod.POST], auth_level=func.AuthLevel.FUNCTION)
 def dataset_build(req: func.HttpRequest) -> func.HttpResponse:
     return _call("dataset_build", req.route_params.get("name", ""), req.params.get("rebuild"))
+
+
+@bp.function_name("status")
+@bp.route(route="status", methods=[func.HttpMethod.GET], auth_level=func.AuthLevel.FUNCTION)
+def status(req: func.HttpRequest) -> func.HttpResponse:
+    return _call("status", req.params.get("prefix"))
 
 
 @bp.function_name("health")

@@ -26,6 +26,11 @@ param sourceContainerName string = 'raw-netcdf'
 @maxLength(63)
 param refsContainerName string = 'refs'
 
+@description('Queue of the fan-out backfill in the data account (REFERENCE_QUEUE): `ncrefs backfill --queue` puts one message per file on it and the queue trigger references them. Created with its poison queue (<name>-poison). 3-56 lowercase letters, digits and hyphens.')
+@minLength(3)
+@maxLength(56)
+param referenceQueueName string = 'reference-requests'
+
 @description('Name of the Event Grid system topic of the data account. An account can have only one: to adopt an existing one, give its name.')
 param eventGridSystemTopicName string = ''
 
@@ -47,7 +52,7 @@ param storageSku string = 'Standard_LRS'
 ])
 param instanceMemoryMB int = 2048
 
-@description('Upper bound of function instances.')
+@description('Upper bound of function instances (Flex Consumption scales the queue trigger out to it: the fan-out backfill of an archive runs on up to this many instances; see README "Backfill at scale").')
 @minValue(40)
 @maxValue(1000)
 param maximumInstanceCount int = 100
@@ -136,6 +141,8 @@ var tilesDeploymentContainerName = 'tiles-package'
 var deadLetterContainerName = 'eventgrid-deadletter'
 // Fixed by the blob extension (HostQueueNames.BlobTriggerPoisonQueue).
 var poisonQueueName = 'webjobs-blobtrigger-poison'
+// The queues extension moves a message that failed maxDequeueCount times (host.json) to <queue>-poison.
+var referencePoisonQueueName = '${referenceQueueName}-poison'
 
 resource identity 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' = {
   name: 'id-${resourceToken}'
@@ -186,6 +193,8 @@ module dataContainers 'modules/data-containers.bicep' = {
     sourceContainerName: sourceContainerName
     refsContainerName: refsContainerName
     poisonQueueName: poisonQueueName
+    referenceQueueName: referenceQueueName
+    referencePoisonQueueName: referencePoisonQueueName
   }
   dependsOn: [
     newDataStorage
@@ -221,6 +230,8 @@ module rolesData 'modules/roles-data.bicep' = {
     sourceContainerName: sourceContainerName
     refsContainerName: refsContainerName
     poisonQueueName: poisonQueueName
+    referenceQueueName: referenceQueueName
+    referencePoisonQueueName: referencePoisonQueueName
     appPrincipalId: identity.properties.principalId
     deployerPrincipalId: grantDeployerDataAccess ? deployerPrincipalId : ''
     deployerPrincipalType: deployerPrincipalType
@@ -275,6 +286,7 @@ module functionApp 'modules/function-app.bicep' = {
     parseWorkers: parseWorkers
     strictReferences: strictReferences
     verifyAfterWrite: verifyAfterWrite
+    referenceQueueName: referenceQueueName
     instanceMemoryMB: instanceMemoryMB
     maximumInstanceCount: maximumInstanceCount
   }
@@ -312,6 +324,8 @@ output FUNCTION_APP_NAME string = functionApp.outputs.name
 output FUNCTION_APP_URL string = 'https://${functionApp.outputs.defaultHostName}'
 output GENERATE_REFERENCE_URL string = 'https://${functionApp.outputs.defaultHostName}/api/generate-reference'
 output HEALTH_URL string = 'https://${functionApp.outputs.defaultHostName}/api/health'
+output STATUS_URL string = 'https://${functionApp.outputs.defaultHostName}/api/status'
+output REFERENCE_QUEUE string = referenceQueueName
 output DATA_STORAGE_ACCOUNT_NAME string = dataContainers.outputs.name
 output DATA_STORAGE_RESOURCE_GROUP string = dataResourceGroupName
 output DATA_STORAGE_BLOB_ENDPOINT string = dataContainers.outputs.blobEndpoint

@@ -1,7 +1,7 @@
 """The HTTP API, independent of any web framework: a request body in, a status and JSON out.
 
 ``GET /api/datasets/{name}`` and ``POST /api/datasets/{name}/build`` answer as ``ncrefs dataset
-show/build --json`` do. ``POST /api/generate-reference`` takes ``{"netcdf_url", "output_url"?, "format"?, "scan_only"?}``
+show/build --json`` do, ``GET /api/status`` as ``ncrefs status --json``. ``POST /api/generate-reference`` takes ``{"netcdf_url", "output_url"?, "format"?, "scan_only"?}``
 and answers 200 with the pipeline's result model, or ``{"status": "error", "error": {...}}``
 with the status ``shared.errors.ERROR_TABLE`` gives the error's code. ``GET /api/health``
 reports whether storage and both containers answer.
@@ -112,6 +112,16 @@ def _dataset_call(name: str, call) -> ApiResponse:
         return ApiResponse(200, call().model_dump(mode="json"))
     except Exception as error:  # noqa: BLE001 - every failure becomes a typed response
         return _error_from_info(error_result(name, error).error)
+
+
+def status(prefix: str | None, settings: Settings, storage: Storage) -> ApiResponse:
+    """``GET /api/status[?prefix=P]``: what ``ncrefs status --json`` prints."""
+    from shared.status import status as archive_status
+
+    try:
+        return ApiResponse(200, archive_status(settings, storage, prefix).model_dump(mode="json"))
+    except Exception as error:  # noqa: BLE001 - every failure becomes a typed response
+        return _error_from_info(error_result(f"{settings.source_container}/{prefix or ''}", error).error)
 
 
 def health(settings: Settings, storage: Storage) -> ApiResponse:

@@ -124,6 +124,10 @@ def _reference_is_current(refs: dict[str, dict], candidate: Candidate, settings:
     return False
 
 
+# The same rule for one file, given the metadata of its mapped reference names (the queue function, shared/fanout.py).
+reference_is_current = _reference_is_current
+
+
 def backfill(
     settings: Settings,
     *,

@@ -2,9 +2,10 @@
 
     ncrefs virtualize SOURCE [--output TARGET] [--format json|parquet|auto] [--strict] [--json]
     ncrefs scan SOURCE [--strict] [--json]
-    ncrefs backfill [--container C] [--prefix P] [--workers N] [--force] [--retry-failed] [--verbose] [--json]
+    ncrefs backfill [--container C] [--prefix P] [--workers N] [--force] [--retry-failed] [--verbose] [--queue] [--json]
     ncrefs dataset create|show|list|build|delete ...   and   ncrefs open NAME|URL  (shared/cli_datasets.py)
     ncrefs prune [--prefix P] [--dry-run]   and   ncrefs verify SOURCE|--prefix P [--sample N]  (shared/cli_archive.py)
+    ncrefs status [--prefix P] [--json]   (shared/cli_status.py)
 
 Storage: --connection-string, or --account-name / --blob-endpoint with az login or a managed
 identity, else the settings (see shared/settings.py). Options go before or after the command. Results go to stdout, errors to stderr (with
@@ -21,10 +22,10 @@ import sys
 
 from shared import __version__
 from shared import cli_archive
-from shared import cli_catalog, cli_datasets, cli_tiles
+from shared import cli_catalog, cli_datasets, cli_status, cli_tiles
 
 # Command modules beside this one: each has EXAMPLES, COMMANDS, add_commands(command) and run(args, settings, as_json).
-COMMAND_MODULES = (cli_datasets, cli_catalog, cli_tiles)
+COMMAND_MODULES = (cli_datasets, cli_catalog, cli_tiles, cli_status)
 COMMAND_MODULES += (cli_archive,)  # prune, verify (shared/cli_archive.py)
 
 EXIT_CODES = """exit codes:
@@ -36,7 +37,8 @@ EXAMPLES = {
     "scan": "example:\n  ncrefs scan raw-netcdf/cmip6/tas_2050.nc --json",
     **{name: text for module in COMMAND_MODULES for name, text in module.EXAMPLES.items()},
     "backfill": "examples:\n  ncrefs backfill --prefix cmip6/ --workers 4\n"
-                "  ncrefs backfill --account-name mydata --verbose    # signed in with az login; one line per file",
+                "  ncrefs backfill --account-name mydata --verbose    # signed in with az login; one line per file\n"
+                "  ncrefs backfill --queue --prefix cmip6/           # one queue message per file, for the Functions app",
 }
 _SECRET = re.compile(r"(AccountKey|SharedAccessSignature|sig)=[^;&\s'\"]+", re.IGNORECASE)
 
@@ -97,6 +99,9 @@ def _parser() -> argparse.ArgumentParser:
     fill.add_argument("--retry-failed", action="store_true",
                       help="try again files whose error record says they failed at their current version")
     fill.add_argument("--verbose", "-v", action="store_true", help="one line per file on stderr as it is done")
+    fill.add_argument("--queue", action="store_true",
+                      help="do not reference here: put one message per file on the queue REFERENCE_QUEUE for the "
+                           "Functions app's queue trigger (fan-out over its instances), print how many, and return")
     for module in COMMAND_MODULES:
         module.add_commands(command)
     return parser
@@ -115,6 +120,8 @@ def main(argv: list[str] | None = None) -> int:
              if hasattr(args, name)]
     if "--connection-string" in given and len(given) > 1:
         parser.error(f"give either --connection-string or {' / '.join(given[1:])}, not both")
+    if getattr(args, "queue", False) and (args.workers or args.verbose):
+        parser.error("--workers and --verbose do not apply to backfill --queue: the Functions app's instances do the work")
     try:
         return _run(args)
     except BrokenPipeError:
@@ -141,6 +148,18 @@ def _run(args: argparse.Namespace) -> int:
     for module in COMMAND_MODULES:
         if args.command in module.COMMANDS:
             return module.run(args, settings, as_json)
+
+    if args.command == "backfill" and args.queue:
+        from shared.fanout import enqueue
+
+        try:
+            queued = enqueue(settings, container=args.container, prefix=args.prefix, force=args.force,
+                             retry_failed=args.retry_failed, say=lambda line: print(line, file=sys.stderr, flush=True))
+        except NcrefsError as error:
+            _report(error_result(args.container or settings.source_container, error), as_json)
+            return error.kind.exit_code
+        print(queued.model_dump_json(indent=2) if as_json else _describe_enqueue(queued))
+        return 0
 
     if args.command == "backfill":
         from shared.backfill import backfill
@@ -216,6 +235,17 @@ def _describe(result) -> str:
                          f"{v.chunk_count} chunks ~{v.mean_chunk_bytes:,} B")
     lines += [f"  left out: {name}: {why}" for name, why in result.skipped_variables.items()]
     lines += [f"  warning: {w}" for w in result.warnings]
+    return "\n".join(lines)
+
+
+def _describe_enqueue(summary) -> str:
+    lines = [f"queued {summary.queued} of {summary.candidates} NetCDF files under {summary.container}/{summary.prefix} "
+             f"on queue {summary.queue} ({summary.skipped} already current; {summary.elapsed_s:.1f} s)"]
+    if summary.skipped_failed:
+        lines.append(f"  {summary.skipped_failed} skipped: they failed before at their current version "
+                     "(--retry-failed to queue them)")
+    if summary.queued:
+        lines.append("  the Functions app's queue trigger references them; `ncrefs status` shows the progress")
     return "\n".join(lines)
 
 

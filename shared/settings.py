@@ -46,6 +46,8 @@ class Settings(BaseSettings):
     blob_service_uri: str | None = Field(default=None, validation_alias="DATA_STORAGE__blobServiceUri")
     credential: str | None = Field(default=None, validation_alias="DATA_STORAGE__credential")
     client_id: str | None = Field(default=None, validation_alias="DATA_STORAGE__clientId")
+    # The same account's queue service (ncrefs backfill --queue, status); derived from the blob endpoint when unset.
+    queue_service_uri: str | None = Field(default=None, validation_alias="DATA_STORAGE__queueServiceUri")
     # Fallbacks, in this order, when DATA_STORAGE names no connection (see _fall_back).
     az_connection_string: str | None = Field(default=None, repr=False, validation_alias="AZURE_STORAGE_CONNECTION_STRING")
     az_account: str | None = Field(default=None, validation_alias="AZURE_STORAGE_ACCOUNT")
@@ -77,12 +79,24 @@ class Settings(BaseSettings):
     verify_after_write: bool = Field(default=False, validation_alias="VERIFY_AFTER_WRITE")
     # Parser processes kept warm; more files at once wait for one.
     parse_workers: int = Field(default=4, ge=1, le=64, validation_alias="PARSE_WORKERS")
+    # The storage queue of the fan-out backfill (`ncrefs backfill --queue` -> the queue trigger), in the data
+    # account; the Functions host parks messages that failed every attempt in `<name>-poison`.
+    reference_queue: str = Field(default="reference-requests", validation_alias="REFERENCE_QUEUE")
 
-    @field_validator("connection_string", "blob_service_uri", "credential", "client_id", "az_connection_string",
-                     "az_account", "host_connection_string", mode="before")
+    @field_validator("connection_string", "blob_service_uri", "queue_service_uri", "credential", "client_id",
+                     "az_connection_string", "az_account", "host_connection_string", mode="before")
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("reference_queue")
+    @classmethod
+    def _queue_name(cls, value: str) -> str:
+        # Azure's queue names, with room for the host's "-poison" suffix (63 in all).
+        if not re.fullmatch(r"(?=.{3,56}$)[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9]))*", value):
+            raise ValueError("a queue name is 3-56 lowercase letters, digits and single hyphens, starting and ending "
+                             "with a letter or digit (the host adds '-poison' for failed messages)")
+        return value
 
     @field_validator("az_account")
     @classmethod
@@ -108,14 +122,15 @@ class Settings(BaseSettings):
         """These settings with the connection a caller gave (``--connection-string``, or ``--account-name`` /
         ``--blob-endpoint`` for az login / managed identity); unchanged when none is given."""
         if connection_string:
-            return self.model_copy(update={"connection_string": connection_string, "blob_service_uri": None})
+            return self.model_copy(update={"connection_string": connection_string, "blob_service_uri": None,
+                                           "queue_service_uri": None})
         if account_name or blob_endpoint:
             if blob_endpoint and not re.match(r"^https?://[^/?#@\s]+(/[^?#\s]*)?$", blob_endpoint):
                 shown = blob_endpoint.split("?", 1)[0]  # never echo a SAS token
                 raise ValueError(f"--blob-endpoint {shown!r} is not a blob service URL such as "
                                  "https://<account>.blob.core.windows.net (no SAS token: sign-in is used).")
             uri = blob_endpoint or account_blob_url(account_name)
-            return self.model_copy(update={"connection_string": None, "blob_service_uri": uri,
+            return self.model_copy(update={"connection_string": None, "blob_service_uri": uri, "queue_service_uri": None,
                                            "credential": None, "client_id": None})
         return self
 

@@ -14,7 +14,7 @@ from azure.storage.blob import BlobServiceClient
 
 from shared.opener import detach_loopless_adlfs_finalizers
 from tests.fidelity import assert_group_equal, open_original
-from scripts.azurite import start_azurite
+from scripts.azurite import start_azurite, start_azurite_queue
 from shared.settings import Settings, get_settings
 from shared.storage import Storage
 
@@ -44,6 +44,23 @@ def settings(azurite, monkeypatch) -> Settings:
     service.create_container(settings.source_container)
     service.create_container(settings.refs_container)
     return settings
+
+
+@pytest.fixture(scope="session")
+def azurite_queue():
+    """Azurite's queue service, beside the shared blob service; started only when a test asks for queues."""
+    server = start_azurite_queue()
+    yield server
+    server.cleanup()
+
+
+@pytest.fixture
+def queue_settings(settings, azurite, azurite_queue, monkeypatch) -> Settings:
+    """``settings`` with the queue service too: DATA_STORAGE names both endpoints; a fresh REFERENCE_QUEUE."""
+    monkeypatch.setenv("DATA_STORAGE", f"{azurite.connection_string}QueueEndpoint={azurite_queue.queue_endpoint};")
+    monkeypatch.setenv("REFERENCE_QUEUE", f"refq-{settings.source_container[-10:]}")
+    get_settings.cache_clear()
+    return get_settings()
 
 
 @pytest.fixture(autouse=True)

@@ -13,6 +13,12 @@ param refsContainerName string
 @description('Queue in which the blob extension parks blobs that failed every retry. It lives in the account of the triggering blob.')
 param poisonQueueName string
 
+@description('Queue of the fan-out backfill (REFERENCE_QUEUE): one message per file, read by the queue trigger.')
+param referenceQueueName string
+
+@description('Where the queues extension moves a reference message that failed maxDequeueCount times. The host would create it; it is created here so that its role assignment has a scope.')
+param referencePoisonQueueName string
+
 resource account 'Microsoft.Storage/storageAccounts@2024-01-01' existing = {
   name: accountName
 }
@@ -47,6 +53,17 @@ resource refsContainer 'Microsoft.Storage/storageAccounts/blobServices/container
 resource poisonQueue 'Microsoft.Storage/storageAccounts/queueServices/queues@2024-01-01' = {
   parent: queueService
   name: poisonQueueName
+}
+
+// The fan-out backfill: `ncrefs backfill --queue` sends, the queue trigger receives.
+resource referenceQueue 'Microsoft.Storage/storageAccounts/queueServices/queues@2024-01-01' = {
+  parent: queueService
+  name: referenceQueueName
+}
+
+resource referencePoisonQueue 'Microsoft.Storage/storageAccounts/queueServices/queues@2024-01-01' = {
+  parent: queueService
+  name: referencePoisonQueueName
 }
 
 output id string = account.id

@@ -62,6 +62,9 @@ param strictReferences bool
 
 param verifyAfterWrite bool
 
+@description('Queue of the fan-out backfill (REFERENCE_QUEUE), in the data account.')
+param referenceQueueName string
+
 @description('Memory of each instance, in MB (512 is too small for the app and a parser process).')
 @allowed([
   2048
@@ -203,6 +206,10 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
         {
           name: 'VERIFY_AFTER_WRITE'
           value: string(verifyAfterWrite)
+        }
+        {
+          name: 'REFERENCE_QUEUE'
+          value: referenceQueueName
         }
         {
           name: 'BLOB_TRIGGER_SOURCE'

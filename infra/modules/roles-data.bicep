@@ -8,6 +8,11 @@ param refsContainerName string
 
 param poisonQueueName string
 
+@description('Queue of the fan-out backfill (REFERENCE_QUEUE) and its poison queue.')
+param referenceQueueName string
+
+param referencePoisonQueueName string
+
 @description('Principal (object) id of the function app user-assigned identity.')
 param appPrincipalId string
 
@@ -29,6 +34,7 @@ var roles = {
   storageBlobDataReader: '2a2b9908-6ea1-4ae2-8e65-a410df84e7d1'
   storageBlobDataContributor: 'ba92f5b4-2d11-453d-a403-e96b0029c9fe'
   storageQueueDataContributor: '974c5e8b-45b9-4653-ba55-5f855dd0fb88'
+  storageQueueDataReader: '19e7f393-937e-4f77-808e-94535e297925'
 }
 
 resource account 'Microsoft.Storage/storageAccounts@2024-01-01' existing = {
@@ -58,6 +64,16 @@ resource refsContainer 'Microsoft.Storage/storageAccounts/blobServices/container
 resource poisonQueue 'Microsoft.Storage/storageAccounts/queueServices/queues@2024-01-01' existing = {
   parent: queueService
   name: poisonQueueName
+}
+
+resource referenceQueue 'Microsoft.Storage/storageAccounts/queueServices/queues@2024-01-01' existing = {
+  parent: queueService
+  name: referenceQueueName
+}
+
+resource referencePoisonQueue 'Microsoft.Storage/storageAccounts/queueServices/queues@2024-01-01' existing = {
+  parent: queueService
+  name: referencePoisonQueueName
 }
 
 // The blob trigger and the HTTP function read sources: read-only.
@@ -96,6 +112,32 @@ resource appPoisonQueue 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   }
 }
 
+// The queue trigger: the Functions docs name Storage Queue Data Reader + Message Processor for a trigger, but the
+// queues extension also updates messages (it keeps a long invocation's message invisible and releases a failed one:
+// Update Message, messages/write) and GET /api/status reads the counts: Contributor, on this one queue only.
+resource appReferenceQueue 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(referenceQueue.id, appPrincipalId, roles.storageQueueDataContributor)
+  scope: referenceQueue
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageQueueDataContributor)
+    principalId: appPrincipalId
+    principalType: 'ServicePrincipal'
+    description: 'ncrefs queue trigger (fan-out backfill)'
+  }
+}
+
+// The host creates it if missing and moves messages that failed maxDequeueCount times into it.
+resource appReferencePoisonQueue 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(referencePoisonQueue.id, appPrincipalId, roles.storageQueueDataContributor)
+  scope: referencePoisonQueue
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageQueueDataContributor)
+    principalId: appPrincipalId
+    principalType: 'ServicePrincipal'
+    description: 'ncrefs queue trigger poison messages'
+  }
+}
+
 resource deployerUploadsSources 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (!empty(deployerPrincipalId)) {
   name: guid(sourceContainer.id, deployerPrincipalId, roles.storageBlobDataContributor)
   scope: sourceContainer
@@ -116,6 +158,30 @@ resource deployerWritesRefs 'Microsoft.Authorization/roleAssignments@2022-04-01'
     principalId: deployerPrincipalId
     principalType: deployerPrincipalType
     description: 'Deployer runs the ncrefs CLI (virtualize, backfill)'
+  }
+}
+
+// `ncrefs backfill --queue` sends one message per file (and creates the queue if missing); `ncrefs status` counts.
+resource deployerFillsQueue 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (!empty(deployerPrincipalId)) {
+  name: guid(referenceQueue.id, deployerPrincipalId, roles.storageQueueDataContributor)
+  scope: referenceQueue
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageQueueDataContributor)
+    principalId: deployerPrincipalId
+    principalType: deployerPrincipalType
+    description: 'Deployer runs ncrefs backfill --queue'
+  }
+}
+
+// `ncrefs status` counts the poisoned messages.
+resource deployerReadsPoisonQueue 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (!empty(deployerPrincipalId)) {
+  name: guid(referencePoisonQueue.id, deployerPrincipalId, roles.storageQueueDataReader)
+  scope: referencePoisonQueue
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageQueueDataReader)
+    principalId: deployerPrincipalId
+    principalType: deployerPrincipalType
+    description: 'Deployer runs ncrefs status'
   }
 }
 

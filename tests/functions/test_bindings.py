@@ -16,7 +16,8 @@ def bindings(app_functions, name):
 
 
 def test_function_json(app_functions):
-    assert sorted(app_functions) == ["dataset_build", "dataset_show", "generate_reference", "health", "reference_from_blob"]
+    assert {"dataset_build", "dataset_show", "generate_reference", "health", "reference_from_blob",
+            "reference_from_queue", "source_deleted", "status"} <= set(app_functions)
     (blob,) = bindings(app_functions, "reference_from_blob")
     assert blob == {"direction": "IN", "type": "blobTrigger", "name": "client", "path": "%SOURCE_CONTAINER%/{name}",
                     "connection": "DATA_STORAGE", "source": "EventGrid"}
@@ -26,8 +27,12 @@ def test_function_json(app_functions):
     assert (show["route"], show["methods"], show["authLevel"]) == ("datasets/{name}", ["GET"], "FUNCTION")
     build = bindings(app_functions, "dataset_build")[0]
     assert (build["route"], build["methods"], build["authLevel"]) == ("datasets/{name}/build", ["POST"], "FUNCTION")
+    status = bindings(app_functions, "status")[0]
+    assert (status["route"], status["methods"], status["authLevel"]) == ("status", ["GET"], "FUNCTION")
     health = bindings(app_functions, "health")[0]
     assert (health["route"], health["methods"], health["authLevel"]) == ("health", ["GET"], "ANONYMOUS")
+    (deleted,) = bindings(app_functions, "source_deleted")  # BlobDeleted through Event Grid (functions/blob_deleted.py)
+    assert deleted == {"direction": "IN", "type": "eventGridTrigger", "name": "event"}
 
 
 def test_polling_source_for_core_tools_and_a_clear_error_otherwise():

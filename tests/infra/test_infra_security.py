@@ -248,6 +248,9 @@ def test_application_roles_are_exactly_these():
         ("Storage Blob Data Reader", "containers", "raw-netcdf"),
         ("Storage Blob Data Contributor", "containers", "refs"),
         ("Storage Queue Data Contributor", "queues", "webjobs-blobtrigger-poison"),
+        # the queue trigger of the fan-out backfill: its queue and the poison queue the host moves failures to
+        ("Storage Queue Data Contributor", "queues", "reference-requests"),
+        ("Storage Queue Data Contributor", "queues", "reference-requests-poison"),
         # host storage: what the Functions host and the blob trigger need
         ("Storage Blob Data Owner", "storageAccounts", "hostStorage.outputs.name"),
         ("Storage Queue Data Contributor", "storageAccounts", "hostStorage.outputs.name"),
@@ -282,6 +285,8 @@ def test_deployer_access_is_optional_and_container_scoped():
     assert {(g.role, g.scope_name) for g in grants} == {
         ("Storage Blob Data Contributor", "raw-netcdf"),  # uploads test files
         ("Storage Blob Data Contributor", "refs"),  # the CLI's virtualize and backfill write references and error records
+        ("Storage Queue Data Contributor", "reference-requests"),  # ncrefs backfill --queue sends (and status counts)
+        ("Storage Queue Data Reader", "reference-requests-poison"),  # ncrefs status counts
     }
     for grant in grants:
         assert grant.conditional, f"{grant.symbol} must depend on a deployer being given"
