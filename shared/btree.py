@@ -27,8 +27,8 @@ GROUP_KEY = 8  # a group node's key: an offset into the local heap (sizeof(lengt
 # A chunk node's key: chunk size (u32), filter mask (u32), one u64 offset per dimension + 1.
 MAX_DIMENSIONS = 32
 UNDEFINED = (1 << 64) - 1
-# Read ahead at most this many bytes of index nodes per file: beyond it, h5py's own reads continue.
-READ_AHEAD_BYTES = 32 << 20
+# One walk reads ahead at most this many bytes of index nodes (the reader caches 64 MB).
+READ_AHEAD_BYTES = 16 << 20
 
 
 def child_addresses(node: bytes, file_size: int) -> tuple[int, list[int]] | None:
@@ -73,7 +73,9 @@ class ReadAhead:
     """Called with every read h5py makes; fetches the rest of a B-tree breadth first.
 
     ``prefetch(ranges)`` fetches many ranges at once (``RangeReader.prefetch_ranges``);
-    ``read(offset, length)`` reads one, from what was fetched.
+    ``read(offset, length)`` reads one, from what was fetched. A walk fetches at most ``budget``
+    bytes of nodes: nodes whose children did not fit stay pending, in the order h5py will reach
+    them, and are expanded (with the pending nodes after them) when it does.
     """
 
     def __init__(self, prefetch: Callable[[list[tuple[int, int]]], None], read: Callable[[int, int], bytes],
@@ -82,32 +84,40 @@ class ReadAhead:
         self._read = read
         self._size = file_size
         self._budget = budget
-        self._seen: set[int] = set()  # nodes whose children were fetched (a looping tree stops here)
+        self._expanded: set[int] = set()  # nodes whose children were fetched (a looping tree stops here)
+        self._fetched: set[int] = set()
+        self._pending: dict[int, bytes] = {}  # internal nodes read, children not fetched yet
         self._walking = False  # its own reads come back through the reader: not a new walk
 
     def __call__(self, offset: int, data: bytes) -> None:
-        if self._walking or offset in self._seen or data[:4] != SIGNATURE:
+        if self._walking or offset in self._expanded or data[:4] != SIGNATURE:
             return
         self._walking = True
+        self._fetched.add(offset)  # read already
         try:
-            self._walk(offset, data)
+            pending = list(self._pending.items())
+            at = next((i for i, (address, _) in enumerate(pending) if address == offset), None)
+            self._walk([(offset, data)] + (pending[at + 1 :] if at is not None else []), len(data))
         finally:
             self._walking = False
 
-    def _walk(self, offset: int, data: bytes) -> None:
-        frontier = [(offset, data)]
-        node_size = len(data)
-        while frontier and self._budget > 0:
-            wanted = []
+    def _walk(self, frontier: list[tuple[int, bytes]], node_size: int) -> None:
+        budget = self._budget
+        while frontier:
+            wanted: list[int] = []
             for address, node in frontier:
-                self._seen.add(address)
                 parsed = child_addresses(node, self._size)
-                if parsed is None:
+                children = [c for c in parsed[1] if c not in self._fetched] if parsed else []
+                if wanted and (len(wanted) + len(children)) * node_size > budget:
+                    self._pending.setdefault(address, node)  # expanded when the parser gets here
                     continue
-                wanted += [c for c in parsed[1] if c not in self._seen]
-            wanted = list(dict.fromkeys(wanted))[: max(0, self._budget // node_size)]
+                self._expanded.add(address)
+                self._pending.pop(address, None)
+                wanted += children
+            wanted = list(dict.fromkeys(wanted))
             if not wanted:
                 return
-            self._budget -= len(wanted) * node_size
+            budget -= len(wanted) * node_size
+            self._fetched.update(wanted)
             self._prefetch([(c, min(c + node_size, self._size)) for c in wanted])
             frontier = [(c, self._read(c, node_size)) for c in wanted]

@@ -48,6 +48,24 @@ MANY_PER_CALL = 1024
 READS_IN_FLIGHT = 32
 
 
+# Ranges to fetch closer than this share one GET: a request's latency is worth ~1 MB, or ~32 KB
+# when 32 requests are in flight at once.
+COALESCE_GAP = 256 << 10
+COALESCE_GAP_CONCURRENT = 32 << 10
+
+
+def _coalesced(ranges: list[tuple[int, int]], gap: int) -> list[tuple[int, int]]:
+    """Sorted ranges merged where they are closer than ``gap`` (up to ``MAX_BLOCK`` a GET): an index
+    interleaved with small chunks is then read in a few large GETs, not a GET per node."""
+    merged: list[list[int]] = []
+    for start, end in ranges:
+        if merged and start - merged[-1][1] <= gap and end - merged[-1][0] <= MAX_BLOCK:
+            merged[-1][1] = max(merged[-1][1], end)
+        else:
+            merged.append([start, end])
+    return [(start, end) for start, end in merged]
+
+
 @dataclass
 class ReadStats:
     requests: int = 0
@@ -167,7 +185,8 @@ class RangeReader(io.RawIOBase):
         """Fetch the missing parts of many known ranges at once (concurrently when ``fetch_many`` is
         given): pieces the parser will read next, whose places it already knows (a NetCDF3 record
         variable's values, one per record)."""
-        wanted = [gap for start, end in ranges for gap in self._gaps(start, min(end, self.size)) if gap[0] < gap[1]]
+        wanted = _coalesced(sorted(gap for start, end in ranges for gap in self._gaps(start, min(end, self.size)) if gap[0] < gap[1]),
+                            COALESCE_GAP_CONCURRENT if self._fetch_many else COALESCE_GAP)
         if not wanted:
             return
         first, last = min(s for s, _ in wanted), max(e for _, e in wanted)

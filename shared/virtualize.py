@@ -34,17 +34,14 @@ from shared.chunkrefs import ChunkTable, Reference
 from shared.cf import PACKING, packing_note
 from shared.errors import CorruptFile, LimitsExceeded, NcrefsError, NotVirtualizable
 from shared.formats import FileFormat
-from shared.reader import BANDWIDTH_BPS, REQUEST_LATENCY_S, WHOLE_FILE_MAX, RangeReader
+from shared.reader import (BANDWIDTH_BPS, COALESCE_GAP, COALESCE_GAP_CONCURRENT, REQUEST_LATENCY_S, WHOLE_FILE_MAX,
+                           RangeReader)
 
 # A v1 B-tree leaf of a chunked HDF5 dataset indexes 32 to 64 chunks: estimate 48.
 CHUNKS_PER_INDEX_READ = 48
 # Dimension coordinates up to this many stored bytes are copied into the reference whole,
 # so opening a dataset needs no request for its index values.
 COORDINATE_INLINE_BYTES = 64 << 10
-# Ranges to inline closer than this are fetched in one GET: a request's latency is worth ~1 MB, or
-# ~32 KB when the reader fetches many ranges at once (32 in flight).
-COALESCE_GAP = 256 << 10
-COALESCE_GAP_CONCURRENT = 32 << 10
 # At most this many bytes of materialized fill chunks go into one reference.
 MAX_FILL_BYTES = 8 << 20
 # Root attributes listing what the reference leaves out: {"<variable>": why}, {"<path>": {"<attribute>": why}}.
