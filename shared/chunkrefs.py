@@ -173,7 +173,11 @@ def take_table(manifest) -> ChunkTable:
     present = paths != MISSING_CHUNK_PATH
     for index in manifest._inlined:  # those cells hold data, not a byte range
         present[np.ravel_multi_index(index, manifest._paths.shape) if manifest._paths.ndim else 0] = False
-    unique, which = np.unique(paths, return_inverse=True) if paths.size else (np.array([], dtype=object), np.zeros(0, np.intp))
+    first = paths[np.argmax(present)] if present.any() else ""
+    if not present.any() or (paths[present] == first).all():  # one file: no sort of a million strings
+        unique, which = [first], np.zeros(paths.size, dtype=np.int32)
+    else:
+        unique, which = np.unique(paths, return_inverse=True)
     urls = [_without_file_scheme(str(u)) for u in unique]
     table = ChunkTable(
         grid=tuple(manifest._paths.shape),

@@ -4,8 +4,9 @@
     ncrefs scan SOURCE [--strict] [--json]
     ncrefs backfill [--container C] [--prefix P] [--workers N] [--force] [--retry-failed] [--verbose] [--queue] [--json]
     ncrefs dataset create|show|list|build|delete ...   and   ncrefs open NAME|URL  (shared/cli_datasets.py)
-    ncrefs prune [--prefix P] [--dry-run]   and   ncrefs verify SOURCE|--prefix P [--sample N]  (shared/cli_archive.py)
+    ncrefs stac build|show (shared/cli_catalog.py)   ncrefs tiles (shared/cli_tiles.py)
     ncrefs status [--prefix P] [--json]   (shared/cli_status.py)
+    ncrefs prune [--prefix P] [--dry-run]   and   ncrefs verify SOURCE|--prefix P [--sample N]  (shared/cli_archive.py)
 
 Storage: --connection-string, or --account-name / --blob-endpoint with az login or a managed
 identity, else the settings (see shared/settings.py). Options go before or after the command. Results go to stdout, errors to stderr (with
@@ -21,12 +22,10 @@ import re
 import sys
 
 from shared import __version__
-from shared import cli_archive
-from shared import cli_catalog, cli_datasets, cli_status, cli_tiles
+from shared import cli_archive, cli_catalog, cli_datasets, cli_status, cli_tiles
 
 # Command modules beside this one: each has EXAMPLES, COMMANDS, add_commands(command) and run(args, settings, as_json).
-COMMAND_MODULES = (cli_datasets, cli_catalog, cli_tiles, cli_status)
-COMMAND_MODULES += (cli_archive,)  # prune, verify (shared/cli_archive.py)
+COMMAND_MODULES = (cli_datasets, cli_catalog, cli_tiles, cli_status, cli_archive)
 
 EXIT_CODES = """exit codes:
   0  success

@@ -26,6 +26,7 @@ variables). So ncrefs walks the file itself and builds each array from virtualiz
 from __future__ import annotations
 
 import math
+from array import array
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -383,40 +384,43 @@ def _chunk_manifest(url: str, dataset, chunks: tuple[int, ...], name: str, budge
 
     grid = tuple(math.ceil(s / c) for s, c in zip(dataset.shape, chunks))
     cells = math.prod(grid)
-    infos: list = []
+    # The index as flat arrays, not a million StoreInfo objects (~200 bytes each).
+    corners, byte_offsets, sizes, flagged = array("Q"), array("Q"), array("Q"), []
+    limit = min(cells, budget.remaining)
 
     def take(info):
-        infos.append(info)
-        return True if len(infos) > min(cells, budget.remaining) else None  # a looping index stops here
+        corners.extend(info.chunk_offset)
+        byte_offsets.append(info.byte_offset)
+        sizes.append(info.size)
+        if info.filter_mask:
+            flagged.append(info)
+        return True if len(byte_offsets) > limit else None  # a looping index stops here
 
     dsid.chunk_iter(take)
-    if not infos:
+    count = len(byte_offsets)
+    if not count:
         return None
-    if len(infos) > budget.remaining:
+    if count > budget.remaining:
         raise budget.exceeded(name)
-    if len(infos) > cells:
+    if count > cells:
         raise CorruptFile(f"Variable {name!r}'s chunk index lists more chunks than its shape holds: the file is damaged.",
                           variable=name)
-    count = len(infos)
-    # A whole index at a time (a million chunks: ~0.5 s, not ~5 s chunk by chunk).
-    filter_masks = np.fromiter((info.filter_mask for info in infos), dtype=np.uint64, count=count)
-    masked = _masked_chunks(dataset, [infos[i] for i in np.flatnonzero(filter_masks)], name, budget, file_size)
+    masked = _masked_chunks(dataset, flagged, name, budget, file_size)
     budget.remaining -= count
-    keys = np.array([info.chunk_offset for info in infos], dtype=np.uint64).reshape(count, len(grid))
-    keys //= np.array(chunks, dtype=np.uint64)
+    keys = np.frombuffer(corners, dtype=np.uint64).reshape(count, len(grid)) // np.array(chunks, dtype=np.uint64)
     outside = (keys >= np.array(grid, dtype=np.uint64)).any(axis=1)
-    cells_listed = np.ravel_multi_index(tuple(keys[~outside].T.astype(np.intp)), grid) if not outside.any() else None
-    if cells_listed is None or np.unique(cells_listed).size != count:
-        bad = tuple(int(k) for k in keys[np.argmax(outside)]) if outside.any() else "listed twice"
-        raise CorruptFile(f"Variable {name!r}'s chunk index is inconsistent (chunk {bad} outside the grid or listed twice).",
-                          variable=name)
+    cells_listed = np.ravel_multi_index(tuple(keys.T.astype(np.intp)), grid) if not outside.any() else None
+    del keys
+    if cells_listed is None or np.count_nonzero(np.bincount(cells_listed, minlength=cells)) != count:
+        bad = "outside the grid" if cells_listed is None else "listed twice"
+        raise CorruptFile(f"Variable {name!r}'s chunk index is inconsistent (a chunk {bad}).", variable=name)
     offsets = np.zeros(cells, dtype=np.uint64)
     lengths = np.zeros(cells, dtype=np.uint64)
-    offsets[cells_listed] = np.fromiter((info.byte_offset for info in infos), dtype=np.uint64, count=count)
+    offsets[cells_listed] = np.frombuffer(byte_offsets, dtype=np.uint64)
     if chunks != dataset.chunks:  # trimmed: each chunk read as the chunk shape Zarr is told
         lengths[cells_listed] = math.prod(chunks) * dataset.dtype.itemsize
     else:
-        lengths[cells_listed] = np.fromiter((info.size for info in infos), dtype=np.uint64, count=count)
+        lengths[cells_listed] = np.frombuffer(sizes, dtype=np.uint64)
     offsets, lengths = offsets.reshape(grid), lengths.reshape(grid)
     paths = np.full(cells, "", dtype=np.dtypes.StringDType())  # "" marks a chunk never written
     paths[cells_listed] = url

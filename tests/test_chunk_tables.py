@@ -186,7 +186,7 @@ def test_the_parent_refuses_chunk_tables_that_point_outside_the_file():
 
     accepted = check(table()).reference
     assert accepted.get("v/1") == [url, 100, 10] and accepted.get("v/3") is None
-    for bad in (table(urls=("abfs://raw-netcdf/other.nc",)), table(offsets=(0, 100, 200, size - 5)),
+    for bad in (table(urls=("abfs://raw-netcdf/other.nc",)), table(offsets=(0, 100, 200, size - 5), which=(0, 0, 0, 0)),
                 table(which=(0, 1, 0, 0)), table(grid=(2,), offsets=(0, 1), which=(0, 0))):
         with pytest.raises(InternalError):
             check(bad)
