@@ -54,7 +54,7 @@ from shared.writer import ZMETADATA
 log = logging.getLogger("ncrefs.verify")
 
 DEFAULT_MAX_BYTES = 1 << 30  # both sides together, for one `ncrefs verify` run
-SKIPPED_VARIABLES = "ncrefs_skipped_variables"
+SKIPPED_VARIABLES = "ncrefs_skipped_variables"  # the root attribute shared/virtualize.py writes
 # Files up to this size are usually read whole by the reader's cost model (a few requests cost as much).
 WHOLE_FILE_LIKELY = 4 * SMALL_FILE
 

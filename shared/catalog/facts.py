@@ -166,8 +166,9 @@ def open_root(refs: References, wanted: set[str], fetch: Fetch | None, notes: li
             store[key] = buffer.from_bytes(fetched[key])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
+        # No indexes: the facts read values, and building a pandas index per coordinate costs more than the rest.
         return xr.open_dataset(MemoryStore(store), engine="zarr", consolidated=False, zarr_format=2, decode_times=False,
-                               decode_timedelta=False, chunks=None)
+                               decode_timedelta=False, chunks=None, create_default_indexes=False)
 
 
 # -- describing --------------------------------------------------------------------------------
