@@ -17,7 +17,6 @@ virtualizarr 2.8 gives no public access to a manifest's arrays (``_paths``, ``_o
 from __future__ import annotations
 
 import base64
-import json
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -39,10 +38,6 @@ class ChunkTable:
     offsets: np.ndarray  # uint64 per cell
     lengths: np.ndarray  # uint64 per cell
 
-    @property
-    def cells(self) -> int:
-        return self.which.size
-
     def present(self) -> np.ndarray:
         return self.which != NO_RANGE
 
@@ -55,9 +50,6 @@ class ChunkTable:
     def max_end(self) -> int:
         present = self.present()
         return int((self.offsets[present] + self.lengths[present]).max()) if present.any() else 0
-
-    def key(self, flat: int) -> str:
-        return ".".join(map(str, np.unravel_index(flat, self.grid))) if self.grid else "0"
 
     def keys(self, flat: np.ndarray) -> list[str]:
         """The chunk keys ("i.j.k") of the cells ``flat``, in order."""
@@ -85,10 +77,6 @@ class ChunkTable:
         flat = np.flatnonzero(self.present())
         which, offsets, lengths = self.which[flat].tolist(), self.offsets[flat].tolist(), self.lengths[flat].tolist()
         return {prefix + key: [self.urls[w], o, n] for key, w, o, n in zip(self.keys(flat), which, offsets, lengths)}
-
-    def drop(self, flat: np.ndarray) -> None:
-        """Forget the byte ranges of cells whose bytes now live in the entries."""
-        self.which[flat] = NO_RANGE
 
     # -- the parser process sends a table as JSON (grid, urls) plus three raw arrays --------------
     def header(self) -> dict:
@@ -157,9 +145,6 @@ class Reference:
             if path and not chunk.startswith("."):
                 found.setdefault(path, {})[chunk] = value
         return found
-
-    def zarray(self, path: str) -> dict:
-        return json.loads(self.entries[f"{path}/.zarray"])
 
 
 def take_table(manifest) -> ChunkTable:

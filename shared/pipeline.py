@@ -11,6 +11,7 @@ import json
 import logging
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from shared.errors import InternalError, InvalidRequest, NcrefsError, SourceNotAllowed
@@ -126,18 +127,23 @@ def generate_reference(
         if written.replaced is not None:  # one reference per source: the other format's is gone, say so
             result.warnings.append(f"Replaced this source's {'Parquet' if fmt == 'json' else 'JSON'} reference "
                                    f"{_display(written.replaced, settings, storage)}.")
-        if isinstance(source, BlobLocation):  # a stale record of an earlier failure no longer holds
-            record = error_record_location(source, refs_container=settings.refs_container,
-                                           source_container=settings.source_container)
-            if listed is None or not listed.absent(record):
-                storage.delete(record)
-        # The STAC catalog follows the reference (shared/catalog): its Item is written from the refs in
-        # memory. A catalog failure never fails the reference: it becomes a warning (`ncrefs stac build` repairs).
-        from shared.catalog import reference_written
+        with ThreadPoolExecutor(1, thread_name_prefix="ncrefs-record") as side:
+            removing = None
+            if isinstance(source, BlobLocation):  # a stale record of an earlier failure no longer holds
+                record = error_record_location(source, refs_container=settings.refs_container,
+                                               source_container=settings.source_container)
+                removing = None if listed is not None and listed.absent(record) else side.submit(storage.delete, record)
+            # Meanwhile the STAC catalog follows the reference (shared/catalog): its Item is written from the
+            # reference in memory. A catalog failure never fails the reference: it becomes a warning
+            # (`ncrefs stac build` repairs).
+            from shared.catalog import reference_written
 
-        deferred = batch.catalog_links if batch else None
-        if (warning := reference_written(settings, storage, source, target, fmt, virtual.reference, info, deferred, reader)) is not None:
-            result.warnings.append(warning)
+            deferred = batch.catalog_links if batch else None
+            if (warning := reference_written(settings, storage, source, target, fmt, virtual.reference, info, deferred,
+                                             reader)) is not None:
+                result.warnings.append(warning)
+            if removing is not None:
+                removing.result()
     result.requests, result.bytes_read = reader.stats.requests, reader.stats.bytes_read  # the catalog's reads too
     result.elapsed_s = round(time.perf_counter() - started, 3)
     return result

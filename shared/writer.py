@@ -12,6 +12,7 @@ import logging
 import math
 import tempfile
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote, unquote
@@ -81,6 +82,23 @@ def write_reference(storage: Storage, reference: Reference, target: Location, fm
     """
     metadata = provenance.metadata()
     data = ujson.dumps(reference.to_kerchunk(), escape_forward_slashes=False).encode() if fmt == "json" else b""
+    other_fmt = "parquet" if fmt == "json" else "json"
+    other = sibling(target, other_fmt)
+    with ThreadPoolExecutor(1, thread_name_prefix="ncrefs-sibling") as side:
+        # Whether the other format's reference exists is asked while this one is written (a round trip saved).
+        other_head = None if listed is not None and listed.absent(_marker(other, other_fmt)) else \
+            side.submit(_head, storage, other, other_fmt)
+        written = _write_claimed(storage, reference, data, target, fmt, provenance, metadata, listed)
+        head = other_head.result() if other_head is not None else None
+    if head is not None and _owner(head) == provenance.source:
+        _remove_reference(storage, other)
+        return Written(written, other)
+    return Written(written)
+
+
+def _write_claimed(storage: Storage, reference: Reference, data: bytes, target: Location, fmt: str,
+                   provenance: Provenance, metadata: dict[str, str], listed: Listed | None) -> int:
+    """Write the reference if ``provenance.source`` may (it owns ``target``, or nobody does), conditionally."""
     for attempt in range(WRITE_ATTEMPTS):
         absent = attempt == 0 and listed is not None and listed.absent(_marker(target, fmt))
         version = None if absent else claim(storage, target, fmt, provenance.source)
@@ -88,24 +106,12 @@ def write_reference(storage: Storage, reference: Reference, target: Location, fm
             if fmt == "json":
                 storage.put(target, data, content_type="application/json", metadata=metadata,
                             if_etag=version, if_absent=version is None)
-                written = len(data)
-            else:
-                written = write_parquet_directory(storage, reference, target, metadata)
-            break
+                return len(data)
+            return write_parquet_directory(storage, reference, target, metadata)
         except WriteRaced:
             continue  # someone wrote it meanwhile: look again who owns it
-    else:
-        raise Conflict(f"{target} kept changing while it was written ({WRITE_ATTEMPTS} attempts); nothing was replaced.",
-                       hint="Another writer is writing the same reference; try again when it is done.")
-    other_fmt = "parquet" if fmt == "json" else "json"
-    other = sibling(target, other_fmt)
-    if listed is not None and listed.absent(_marker(other, other_fmt)):
-        return Written(written)
-    head = _head(storage, other, other_fmt)
-    if head is not None and _owner(head) == provenance.source:
-        _remove_reference(storage, other)
-        return Written(written, other)
-    return Written(written)
+    raise Conflict(f"{target} kept changing while it was written ({WRITE_ATTEMPTS} attempts); nothing was replaced.",
+                   hint="Another writer is writing the same reference; try again when it is done.")
 
 
 @dataclass(frozen=True)
