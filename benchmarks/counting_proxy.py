@@ -7,6 +7,18 @@ Optionally (``latency_s``) every request waits that long before it is forwarded,
 round trip would, without holding up the others (requests still run concurrently). A client
 in another process can read the counts so far with ``GET /_proxy/counts`` (answered by the
 proxy itself, never forwarded or counted).
+
+Round trips that overlap cost one latency, not one each. So the proxy also counts *waves* of the
+source requests (the watched container's blob GETs and HEADs): a wave starts when such a request
+arrives while none is in flight (from its arrival until its answer is written), and
+``max_in_flight`` is the most of them in flight at once. Requests made one after the other are one
+wave each; N requests made at once are one wave, whatever N.
+
+A wave says nothing of how long it lasts: 1,300 requests kept 32 in flight never leave the proxy
+idle (one wave), yet take ~41 round trips. ``rounds`` counts those: a request is one round deeper
+than the deepest one that had finished when it arrived (it may have waited for it), so ``rounds``
+is the longest such chain, and no client can have spent less than ``rounds x latency`` waiting.
+Serial requests: one round each; N at once: one round; N at most K at a time: about N / K.
 """
 
 from __future__ import annotations
@@ -31,6 +43,9 @@ class Counts:
     heads: int = 0
     other: int = 0
     bytes_out: int = 0  # response body bytes of those GETs
+    waves: int = 0  # times a GET/HEAD of a source arrived while no other was in flight (0 -> 1)
+    max_in_flight: int = 0  # the most source GETs/HEADs in flight at once
+    rounds: int = 0  # the longest chain of source GETs/HEADs each arriving after the one before had finished
 
 
 class CountingProxy:
@@ -39,6 +54,8 @@ class CountingProxy:
         self.watched = f"/{watched_container}/"
         self.latency_s = latency_s
         self.counts = Counts()
+        self.in_flight = 0  # source GETs/HEADs now in flight (kept across reset: it is the proxy's state)
+        self._done_depth = 0  # the deepest round among the source requests finished since the last reset
         self.port = 0
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
@@ -51,6 +68,7 @@ class CountingProxy:
 
     def reset(self) -> Counts:
         counts, self.counts = self.counts, Counts()
+        self._done_depth = 0
         return counts
 
     def _run(self) -> None:
@@ -72,6 +90,26 @@ class CountingProxy:
     async def _forward(self, request: web.Request) -> web.StreamResponse:
         if request.path == COUNTS_PATH:
             return web.json_response(asdict(self.counts))
+        if not self._is_source(request):
+            return await self._answer(request)
+        # One event loop serves every request: these counters need no lock.
+        if self.in_flight == 0:
+            self.counts.waves += 1
+        self.in_flight += 1
+        self.counts.max_in_flight = max(self.counts.max_in_flight, self.in_flight)
+        depth = self._done_depth + 1
+        self.counts.rounds = max(self.counts.rounds, depth)
+        try:
+            return await self._answer(request)
+        finally:
+            self.in_flight -= 1
+            self._done_depth = max(self._done_depth, depth)
+
+    def _is_source(self, request: web.Request) -> bool:
+        return (request.method in ("GET", "HEAD") and self.watched in request.path
+                and "comp=list" not in request.query_string)
+
+    async def _answer(self, request: web.Request) -> web.StreamResponse:
         if self.latency_s:
             await asyncio.sleep(self.latency_s)
         body = await request.read()
