@@ -119,34 +119,41 @@ def generate_reference(
         **_summary(virtual.reference.entries),
     )
     if not request.scan_only:
-        # Every read was pinned to info.etag (If-Match): a source replaced while we read it
-        # raised SourceChanged before anything was written.
-        listed = batch.listed if batch else None
+        _write(settings, storage, source, target, fmt, virtual, info, reader, batch, result)
+    result.requests, result.bytes_read = reader.stats.requests, reader.stats.bytes_read  # the catalog's reads too
+    result.elapsed_s = round(time.perf_counter() - started, 3)
+    return result
+
+
+def _write(settings: Settings, storage: Storage, source: Location, target: Location, fmt: str,
+           virtual: Parsed, info, reader: RangeReader, batch: Batch | None, result: ReferenceResult) -> None:
+    """Write the reference, then what follows it: the other format's copy and a stale error record removed,
+    the STAC item (``shared/catalog``: a catalog failure never fails the reference; it becomes a warning
+    and `ncrefs stac build` repairs it). Every read was pinned to ``info.etag`` (If-Match): a source replaced
+    while it was read raised SourceChanged before anything was written."""
+    from shared.catalog import catalogued, describe_reference, reference_written
+
+    listed = batch.listed if batch else None
+    with ThreadPoolExecutor(2, thread_name_prefix="ncrefs-side") as side:
+        # The item's facts are worked out (CPU) while the reference is written (round trips).
+        facts = side.submit(describe_reference, storage, source, virtual.reference, reader) \
+            if catalogued(settings, source, target) else None
         written = write_reference(storage, virtual.reference, target, fmt, Provenance(str(source), info), listed)
         result.reference_bytes = written.size
         if written.replaced is not None:  # one reference per source: the other format's is gone, say so
             result.warnings.append(f"Replaced this source's {'Parquet' if fmt == 'json' else 'JSON'} reference "
                                    f"{_display(written.replaced, settings, storage)}.")
-        with ThreadPoolExecutor(1, thread_name_prefix="ncrefs-record") as side:
-            removing = None
-            if isinstance(source, BlobLocation):  # a stale record of an earlier failure no longer holds
-                record = error_record_location(source, refs_container=settings.refs_container,
-                                               source_container=settings.source_container)
-                removing = None if listed is not None and listed.absent(record) else side.submit(storage.delete, record)
-            # Meanwhile the STAC catalog follows the reference (shared/catalog): its Item is written from the
-            # reference in memory. A catalog failure never fails the reference: it becomes a warning
-            # (`ncrefs stac build` repairs).
-            from shared.catalog import reference_written
-
-            deferred = batch.catalog_links if batch else None
-            if (warning := reference_written(settings, storage, source, target, fmt, virtual.reference, info, deferred,
-                                             reader)) is not None:
-                result.warnings.append(warning)
-            if removing is not None:
-                removing.result()
-    result.requests, result.bytes_read = reader.stats.requests, reader.stats.bytes_read  # the catalog's reads too
-    result.elapsed_s = round(time.perf_counter() - started, 3)
-    return result
+        removing = None
+        if isinstance(source, BlobLocation):  # a stale record of an earlier failure no longer holds
+            record = error_record_location(source, refs_container=settings.refs_container,
+                                           source_container=settings.source_container)
+            removing = None if listed is not None and listed.absent(record) else side.submit(storage.delete, record)
+        deferred = batch.catalog_links if batch else None
+        if facts is not None and (warning := reference_written(settings, storage, source, target, fmt, info, facts,
+                                                               deferred)) is not None:
+            result.warnings.append(warning)
+        if removing is not None:
+            removing.result()
 
 
 def parse(reader: RangeReader, url: str, name: str, settings: Settings) -> Parsed:

@@ -7,9 +7,11 @@ from shared.catalog.store import (
     STAC_PREFIX,
     BuildSummary,
     build,
+    catalogued,
     collection_path,
     dataset_changed,
     dataset_deleted,
+    describe_reference,
     folder_catalog_path,
     item_path,
     link_items,
@@ -19,5 +21,5 @@ from shared.catalog.store import (
     show,
 )
 
-__all__ = ["ROOT", "STAC_PREFIX", "BuildSummary", "build", "collection_path", "dataset_changed", "dataset_deleted",
-           "folder_catalog_path", "item_path", "link_items", "reference_written", "remove_item", "remove_items", "show"]
+__all__ = ["ROOT", "STAC_PREFIX", "BuildSummary", "build", "catalogued", "collection_path", "dataset_changed", "dataset_deleted",
+           "describe_reference", "folder_catalog_path", "item_path", "link_items", "reference_written", "remove_item", "remove_items", "show"]

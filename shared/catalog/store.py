@@ -18,13 +18,13 @@ import logging
 import posixpath
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from urllib.parse import quote, unquote
 
 from shared.catalog import items as stac_items
-from shared.catalog.facts import References, describe, iso
+from shared.catalog.facts import Facts, References, describe, iso
 from shared.errors import DatasetNotFound, InvalidRequest, NcrefsError, SourceNotFound
 from shared.paths import BlobLocation, is_reserved, parse_location, reference_location
 from shared.reader import READ_BLOCK_SIZE
@@ -76,19 +76,30 @@ def _parent_folder(folder: str) -> str:
 
 
 # -- items -----------------------------------------------------------------------------------------
-def reference_written(settings: Settings, storage: Storage, source, target, fmt: str, reference, info,
-                      deferred_links: set[str] | None = None, reader=None) -> str | None:
-    """The pipeline wrote ``target`` (``fmt``) for ``source``: write its Item and link it in (or, for a
-    batch, add it to ``deferred_links`` for :func:`link_items` at the end).
+def catalogued(settings: Settings, source, target) -> bool:
+    """Whether a reference gets a STAC item: a blob source's reference in the refs container."""
+    return isinstance(source, BlobLocation) and isinstance(target, BlobLocation) and target.container == settings.refs_container
+
+
+def describe_reference(storage: Storage, source: BlobLocation, reference, reader=None) -> Facts:
+    """The facts of a reference held in memory (``shared.chunkrefs.Reference``) for its Item; coordinates
+    not in it are read through ``reader`` (the source's reader it was parsed from: the same version)."""
+    return describe(References.from_reference(reference), fetch=_fetcher(storage, source, reader))
+
+
+def reference_written(settings: Settings, storage: Storage, source, target, fmt: str, info, facts,
+                      deferred_links: set[str] | None = None) -> str | None:
+    """The pipeline wrote ``target`` (``fmt``) for ``source``: write its Item from ``facts`` (those of
+    :func:`describe_reference`, or a future of them) and link it in (or, for a batch, add it to
+    ``deferred_links`` for :func:`link_items` at the end).
 
     Never raises: a catalog failure must not fail the reference. Returns a warning for the
-    result when the item could not be written (``ncrefs stac build`` repairs the catalog). ``reader``: the
-    source's reader the reference was parsed from, so coordinates are read from the same version."""
-    if not isinstance(source, BlobLocation) or not isinstance(target, BlobLocation) or target.container != settings.refs_container:
+    result when the item could not be written (``ncrefs stac build`` repairs the catalog)."""
+    if not catalogued(settings, source, target):
         return None
     try:
-        relative = write_item(settings, storage, source, target, fmt, References.from_reference(reference),
-                              last_modified=info.last_modified, size=info.size, reader=reader)
+        facts = facts.result() if isinstance(facts, Future) else facts
+        relative = write_item(settings, storage, source, target, fmt, facts, last_modified=info.last_modified, size=info.size)
         if deferred_links is None:
             link_item(settings, storage, relative)
         else:
@@ -101,10 +112,9 @@ def reference_written(settings: Settings, storage: Storage, source, target, fmt:
 
 
 def write_item(settings: Settings, storage: Storage, source: BlobLocation, target: BlobLocation, fmt: str,
-               refs: References, *, last_modified: datetime | None, size: int | None, reader=None) -> str:
-    """Describe the reference and write its Item; returns the source's relative path (the item's id)."""
+               facts: Facts, *, last_modified: datetime | None, size: int | None) -> str:
+    """Write the Item of a reference described by ``facts``; returns the source's relative path (the item's id)."""
     relative = relative_source(source, settings)
-    facts = describe(refs, fetch=_fetcher(storage, source, reader))
     item = stac_items.build_item(
         relative, facts, source_href=source.url("https", storage.blob_url),
         reference_href=target.url("https", storage.blob_url) + ("/" if fmt == "parquet" else ""),
@@ -461,7 +471,8 @@ def build(settings: Settings, storage: Storage, prefix: str = "", *, workers: in
         try:
             modified = metadata.get("ncrefs_source_last_modified")
             size = metadata.get("ncrefs_source_size")
-            write_item(settings, storage, source, reference, fmt, read_references(storage, reference, fmt),
+            write_item(settings, storage, source, reference, fmt,
+                       describe(read_references(storage, reference, fmt), fetch=_fetcher(storage, source)),
                        last_modified=datetime.fromisoformat(modified) if modified else None,
                        size=int(size) if size and size.isdigit() else None)
             return relative, None
