@@ -40,7 +40,7 @@ FIRST_BACKOFF_S = 0.5
 # Below this many files, one worker unless asked (starting more costs more than it saves).
 SMALL_BATCH = 50
 # Files in flight per parser process (benchmarks/bench_backfill.py: 300 small files at 10 ms, 2 CPUs:
-# 1 -> 25 files/s, 3 -> 30, 4-6 -> 33-35; CPU-bound beyond).
+# 1 -> 25 files/s, 4 or 6 -> 29-30; CPU-bound beyond).
 FILES_PER_PARSER = 4
 
 
