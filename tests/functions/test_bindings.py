@@ -16,8 +16,8 @@ def bindings(app_functions, name):
 
 
 def test_function_json(app_functions):
-    assert {"dataset_build", "dataset_show", "generate_reference", "health", "reference_from_blob",
-            "reference_from_queue", "source_deleted", "status"} <= set(app_functions)
+    assert set(app_functions) == {"dataset_build", "dataset_show", "generate_reference", "health", "reference_from_blob",
+                                  "reference_from_queue", "source_deleted", "status"}
     (blob,) = bindings(app_functions, "reference_from_blob")
     assert blob == {"direction": "IN", "type": "blobTrigger", "name": "client", "path": "%SOURCE_CONTAINER%/{name}",
                     "connection": "DATA_STORAGE", "source": "EventGrid"}
