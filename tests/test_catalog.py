@@ -399,3 +399,42 @@ def test_a_backfill_links_its_items_once_at_the_end(tmp_path, settings, storage,
     root = pystac.Catalog.from_file(str(download_catalog(service, settings, tmp_path / "copy")))
     assert sorted(item.id for item in root.get_items(recursive=True)) == [f"batch/sub/day{d}.nc" for d in range(6)]
     assert [c.id for c in root.get_children()] == ["batch"]
+
+
+def test_cell_bounds_in_many_pieces_are_not_read_but_small_ones_are(tmp_path, settings, storage, upload, validator):
+    # netCDF-C chunks a bounds variable along an unlimited dimension one step at a time (CMIP6's time_bnds):
+    # 40 reads of 16 bytes each would refine an extent the time coordinate already gives. Few pieces are read.
+    def daily_with_bounds(path: Path, chunk_steps: int) -> Path:
+        import netCDF4
+
+        with netCDF4.Dataset(path, "w", format="NETCDF4") as nc:
+            nc.createDimension("time", None)
+            nc.createDimension("bnds", 2)
+            nc.createDimension("lat", 3)
+            nc.createDimension("lon", 4)
+            time = nc.createVariable("time", "f8", ("time",))
+            time.setncatts({"units": "days since 2001-01-01", "calendar": "standard", "bounds": "time_bnds"})
+            time[:] = np.arange(40) + 0.5
+            nc.createVariable("time_bnds", "f8", ("time", "bnds"), chunksizes=(chunk_steps, 2))[:] = \
+                np.stack([np.arange(40), np.arange(40) + 1.0], axis=1)
+            nc.createVariable("lat", "f8", ("lat",)).units = "degrees_north"
+            nc["lat"][:] = [-10, 0, 10]
+            nc.createVariable("lon", "f8", ("lon",)).units = "degrees_east"
+            nc["lon"][:] = [0, 10, 20, 30]
+            nc.createVariable("tas", "f4", ("time", "lat", "lon"))[:] = np.ones((40, 3, 4), "f4")
+        return path
+
+    many = reference(settings, storage, upload, daily_with_bounds(tmp_path / "many.nc", 1), "b/many.nc")
+    few = reference(settings, storage, upload, daily_with_bounds(tmp_path / "few.nc", 40), "b/few.nc")
+    source = f"{settings.source_container}/b"
+    many_item, few_item = item_of(settings, storage, f"{source}/many.nc"), item_of(settings, storage, f"{source}/few.nc")
+    assert validate(many_item) == [] and validate(few_item) == []
+    # From the coordinate (noon of the first and last day), said in the item; the file was read once.
+    assert many_item["properties"]["start_datetime"].startswith("2001-01-01T12:00:00")
+    assert many_item["properties"]["end_datetime"].startswith("2001-02-09T12:00:00")
+    assert any("time_bnds: cell bounds in 40 pieces" in n for n in many_item["properties"]["ncrefs:notes"])
+    assert many.requests == 1
+    # From the bounds (midnight to midnight), read in one piece.
+    assert few_item["properties"]["start_datetime"].startswith("2001-01-01T00:00:00")
+    assert few_item["properties"]["end_datetime"].startswith("2001-02-10T00:00:00")
+    assert few.requests <= 2

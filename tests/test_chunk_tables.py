@@ -204,3 +204,25 @@ def test_a_reference_from_tables_equals_its_kerchunk_dict(tmp_path, settings, st
     assert set(reference.keys()) == set(expanded)
     assert all(reference.get(key) == value for key, value in expanded.items())
     assert Reference.from_kerchunk({"refs": expanded}).to_kerchunk()["refs"] == expanded
+
+
+def test_ranges_fetched_together_share_a_get_when_close():
+    # Four clusters of 50 pieces 1 KB apart, 30 MB between clusters (too far for one GET of the whole span):
+    # four GETs, one per cluster (a request is worth ~32 KB when 32 are in flight), all in one batch.
+    size = 100 << 20
+
+    def content(start, end):
+        return bytes((i * 7) % 251 for i in range(start, end))
+
+    batches = []
+
+    def fetch_many(ranges):
+        batches.append(list(ranges))
+        return [content(s, e) for s, e in ranges]
+
+    reader = RangeReader(content, size, fetch_many=fetch_many)
+    starts = [cluster * (30 << 20) + i * 1024 for cluster in range(4) for i in range(50)]
+    reader.prefetch_ranges([(s, s + 8) for s in starts])
+    assert batches == [[(cluster * (30 << 20), cluster * (30 << 20) + 49 * 1024 + 8) for cluster in range(4)]]
+    assert all(reader.read_at(s, 8) == content(s, s + 8) for s in starts[::7])
+    assert len(batches) == 1  # everything read was fetched already
