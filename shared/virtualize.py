@@ -34,8 +34,7 @@ from shared.chunkrefs import ChunkTable, Reference
 from shared.cf import PACKING, packing_note
 from shared.errors import CorruptFile, LimitsExceeded, NcrefsError, NotVirtualizable
 from shared.formats import FileFormat
-from shared.reader import (BANDWIDTH_BPS, COALESCE_GAP, COALESCE_GAP_CONCURRENT, REQUEST_LATENCY_S, WHOLE_FILE_MAX,
-                           RangeReader)
+from shared.reader import BANDWIDTH_BPS, REQUEST_LATENCY_S, WHOLE_FILE_MAX, RangeReader
 
 # A v1 B-tree leaf of a chunked HDF5 dataset indexes 32 to 64 chunks: estimate 48.
 CHUNKS_PER_INDEX_READ = 48
@@ -124,6 +123,7 @@ def _hdf5_group(reader: RangeReader, url: str, max_chunks: int, strict: bool, re
         result.warnings += layout.warnings
         result.plan = _plan_reads(reader, layout)
         built = hdf5.build(layout, url, file_size=reader.size, max_chunks=max_chunks)
+    reader.read_ahead = None  # the indexes are read: later reads (copied variables) are not index nodes
     return built.group, built.unwritten_chunks, built.skipped_attributes, built.decoding_notes
 
 
@@ -403,24 +403,10 @@ def _inline_small_chunks(reference: Reference, reader: RangeReader, threshold: i
         flat = np.flatnonzero(table.present())
         keys = [f"{path}/{key}" for key in table.keys(flat)]
         wanted += zip(table.offsets[flat].tolist(), table.lengths[flat].tolist(), keys)
-    wanted.sort()
-    gap = COALESCE_GAP_CONCURRENT if reader.concurrent else COALESCE_GAP
-    spans = []  # (start, end, first, last) over `wanted`: pieces closer than `gap` share one GET
-    start = 0
-    while start < len(wanted):
-        end = start
-        span_end = wanted[start][0] + wanted[start][1]
-        while end + 1 < len(wanted) and wanted[end + 1][0] - span_end <= gap:
-            end += 1
-            span_end = max(span_end, wanted[end][0] + wanted[end][1])
-        spans.append((wanted[start][0], span_end, start, end))
-        start = end + 1
-    # All at once: a NetCDF3 record variable (time) is one small piece per record, a GET each.
-    reader.prefetch_ranges([(span_start, span_end) for span_start, span_end, _, _ in spans])
-    for span_start, span_end, first, last in spans:
-        data = reader.read_at(span_start, span_end - span_start)
-        for offset, length, key in wanted[first : last + 1]:
-            piece = data[offset - span_start : offset - span_start + length]
-            refs[key] = "base64:" + base64.b64encode(piece).decode()
+    # All at once (the reader merges close pieces into one GET): a NetCDF3 record variable (time) is one
+    # small piece per record, a GET each.
+    reader.prefetch_ranges([(offset, offset + length) for offset, length, _ in wanted])
+    for offset, length, key in wanted:
+        refs[key] = "base64:" + base64.b64encode(reader.read_at(offset, length)).decode()
     for path in small:  # their bytes are in the entries now
         del reference.tables[path]

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote, unquote
 
 import ujson
@@ -204,15 +205,17 @@ def parquet_parts(reference: Reference, tmp: Path) -> Iterator[tuple[str, bytes]
         zarray = metadata[f"{field}/.zarray"]
         grid = [math.ceil(s / c) for s, c in zip(zarray["shape"], zarray["chunks"])] or [1]
         table = reference.tables.get(field)
-        by_cell = {int(np.ravel_multi_index(tuple(map(int, key.split("."))), grid)): value
-                   for key, value in copied.get(field, {}).items()}
+        by_record: dict[int, dict[int, Any]] = {}  # record -> {row: copied value}
+        for key, value in copied.get(field, {}).items():
+            cell = int(np.ravel_multi_index(tuple(map(int, key.split("."))), grid))
+            by_record.setdefault(cell // RECORD_SIZE, {})[cell % RECORD_SIZE] = value
         urls = np.array([*(table.urls if table is not None else []), np.nan], dtype=object)  # NO_RANGE picks NaN
         for record in range(math.ceil(math.prod(grid) / RECORD_SIZE)):
             start, end = record * RECORD_SIZE, min(math.prod(grid), (record + 1) * RECORD_SIZE)
-            cells = [c for c in by_cell if start <= c < end]
+            rows = by_record.get(record, {})
             which = table.which[start:end] if table is not None else np.full(end - start, NO_RANGE, dtype=np.int32)
             has = which != NO_RANGE
-            if not cells and not has.any():
+            if not rows and not has.any():
                 continue  # kerchunk writes no file for a record without references
             paths = np.full(RECORD_SIZE, np.nan, dtype=object)
             offsets = np.zeros(RECORD_SIZE, dtype="int64")
@@ -222,8 +225,7 @@ def parquet_parts(reference: Reference, tmp: Path) -> Iterator[tuple[str, bytes]
             if table is not None:
                 offsets[: end - start] = np.where(has, table.offsets[start:end], 0)
                 sizes[: end - start] = np.where(has, table.lengths[start:end], 0)
-            for cell in cells:
-                value, row = by_cell[cell], cell - start
+            for row, value in rows.items():
                 if isinstance(value, list):
                     paths[row], offsets[row], sizes[row] = value
                 else:
