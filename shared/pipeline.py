@@ -31,9 +31,10 @@ from shared.sandbox import Parsed, parser_pool
 from shared.scan import scan_refs
 from shared.settings import Settings
 from shared.storage import Storage
-from shared.writer import Listed, Provenance, write_reference
+from shared.writer import Listed, Provenance, ReferenceLookAhead, write_reference
 
 log = logging.getLogger("ncrefs")
+SIDE_THREADS = 8  # look-ups, facts and catalog writes beside the parse and the reference's write
 
 
 @dataclass(frozen=True)
@@ -85,48 +86,79 @@ def generate_reference(
     if target is None and not request.scan_only:  # a source whose reference would fall in a reserved name: refuse it now
         reference_location(source, fmt="json", refs_container=settings.refs_container, source_container=settings.source_container)
 
-    reader = storage.open_source(source, settings.read_block_size)
-    info = reader.info
-    url = source.url(settings.url_scheme, _endpoint_for_urls(settings, storage))
-    try:
-        virtual = parse(reader, url, str(source), settings)
-    except NcrefsError as error:
-        error.source_etag = info.etag  # the version that failed: error records and backfill compare it
-        raise
-    report = scan_refs(virtual.reference)
-    report.skipped_variables = virtual.skipped_variables
-    chunk_count = sum(v.chunk_count for v in report.variables)
-    fmt = _choose_format(request, target, chunk_count, settings)
-    if target is None:
-        target = reference_location(source, fmt=fmt, refs_container=settings.refs_container,
-                                    source_container=settings.source_container)
+    # Side work in threads: look-ups of the refs container while the source is opened and parsed, the
+    # STAC item's facts while the reference is written, and the writes that follow it.
+    with ThreadPoolExecutor(SIDE_THREADS, thread_name_prefix="ncrefs-side") as side:
+        opening = side.submit(storage.open_source, source, settings.read_block_size)  # its first GET goes out first
+        ahead = None if request.scan_only else _look_ahead(settings, storage, source, target, batch, side)
+        reader = opening.result()
+        info = reader.info
+        url = source.url(settings.url_scheme, _endpoint_for_urls(settings, storage))
+        try:
+            virtual = parse(reader, url, str(source), settings)
+        except NcrefsError as error:
+            error.source_etag = info.etag  # the version that failed: error records and backfill compare it
+            raise
+        report = scan_refs(virtual.reference)
+        report.skipped_variables = virtual.skipped_variables
+        chunk_count = sum(v.chunk_count for v in report.variables)
+        fmt = _choose_format(request, target, chunk_count, settings)
+        if target is None:
+            target = reference_location(source, fmt=fmt, refs_container=settings.refs_container,
+                                        source_container=settings.source_container)
 
-    result = ReferenceResult(
-        status="scanned" if request.scan_only else "success",
-        input=url,
-        output=None if request.scan_only else _display(target, settings, storage),
-        format=None if request.scan_only else fmt,
-        groups=virtual.groups,
-        warnings=virtual.warnings + report.warnings,
-        chunk_count=chunk_count,
-        bytes_read=reader.stats.bytes_read,
-        requests=reader.stats.requests,
-        read_plan=virtual.plan,
-        skipped_variables=virtual.skipped_variables,
-        source_etag=info.etag,
-        source_size=info.size,
-        scan=report,
-        **_summary(virtual.reference.entries),
-    )
-    if not request.scan_only:
-        _write(settings, storage, source, target, fmt, virtual, info, reader, batch, result)
+        result = ReferenceResult(
+            status="scanned" if request.scan_only else "success",
+            input=url,
+            output=None if request.scan_only else _display(target, settings, storage),
+            format=None if request.scan_only else fmt,
+            groups=virtual.groups,
+            warnings=virtual.warnings + report.warnings,
+            chunk_count=chunk_count,
+            bytes_read=reader.stats.bytes_read,
+            requests=reader.stats.requests,
+            read_plan=virtual.plan,
+            skipped_variables=virtual.skipped_variables,
+            source_etag=info.etag,
+            source_size=info.size,
+            scan=report,
+            **_summary(virtual.reference.entries),
+        )
+        if not request.scan_only:
+            _write(settings, storage, source, target, fmt, virtual, info, reader, batch, result, side, ahead)
     result.requests, result.bytes_read = reader.stats.requests, reader.stats.bytes_read  # the catalog's reads too
     result.elapsed_s = round(time.perf_counter() - started, 3)
     return result
 
 
-def _write(settings: Settings, storage: Storage, source: Location, target: Location, fmt: str,
-           virtual: Parsed, info, reader: RangeReader, batch: Batch | None, result: ReferenceResult) -> None:
+@dataclass
+class LookAhead:
+    """What the write will need from the refs container, asked while the source is parsed."""
+
+    references: ReferenceLookAhead
+    catalogs: CatalogLookAhead | None
+
+
+def _look_ahead(settings: Settings, storage: Storage, source: Location, target: Location | None, batch: Batch | None,
+                side: ThreadPoolExecutor) -> LookAhead | None:
+    """Start the look-ups of the reference's blobs (either format) and of the catalogs its STAC item is
+    linked into; a write uses each for its first attempt and stays conditional on what it saw."""
+    from shared.catalog import CatalogLookAhead, catalogued
+
+    if not isinstance(source, BlobLocation):
+        return None
+    if target is None:
+        target = reference_location(source, fmt="json", refs_container=settings.refs_container,
+                                    source_container=settings.source_container)
+    listed = batch.listed if batch else None
+    references = ReferenceLookAhead(storage, target, side.submit, listed)
+    linking = batch is None and catalogued(settings, source, target)  # a batch links its items once, at the end
+    return LookAhead(references, CatalogLookAhead(settings, storage, source, side.submit) if linking else None)
+
+
+def _write(settings: Settings, storage: Storage, source: Location, target: Location, fmt: str, virtual: Parsed, info,
+           reader: RangeReader, batch: Batch | None, result: ReferenceResult, side: ThreadPoolExecutor,
+           ahead: LookAhead | None) -> None:
     """Write the reference, then what follows it: the other format's copy and a stale error record removed,
     the STAC item (``shared/catalog``: a catalog failure never fails the reference; it becomes a warning
     and `ncrefs stac build` repairs it). Every read was pinned to ``info.etag`` (If-Match): a source replaced
@@ -134,26 +166,26 @@ def _write(settings: Settings, storage: Storage, source: Location, target: Locat
     from shared.catalog import catalogued, describe_reference, reference_written
 
     listed = batch.listed if batch else None
-    with ThreadPoolExecutor(2, thread_name_prefix="ncrefs-side") as side:
-        # The item's facts are worked out (CPU) while the reference is written (round trips).
-        facts = side.submit(describe_reference, storage, source, virtual.reference, reader) \
-            if catalogued(settings, source, target) else None
-        written = write_reference(storage, virtual.reference, target, fmt, Provenance(str(source), info), listed)
-        result.reference_bytes = written.size
-        if written.replaced is not None:  # one reference per source: the other format's is gone, say so
-            result.warnings.append(f"Replaced this source's {'Parquet' if fmt == 'json' else 'JSON'} reference "
-                                   f"{_display(written.replaced, settings, storage)}.")
-        removing = None
-        if isinstance(source, BlobLocation):  # a stale record of an earlier failure no longer holds
-            record = error_record_location(source, refs_container=settings.refs_container,
-                                           source_container=settings.source_container)
-            removing = None if listed is not None and listed.absent(record) else side.submit(storage.delete, record)
-        deferred = batch.catalog_links if batch else None
-        if facts is not None and (warning := reference_written(settings, storage, source, target, fmt, info, facts,
-                                                               deferred)) is not None:
-            result.warnings.append(warning)
-        if removing is not None:
-            removing.result()
+    # The item's facts are worked out (CPU) while the reference is written (round trips).
+    facts = side.submit(describe_reference, storage, source, virtual.reference, reader) \
+        if catalogued(settings, source, target) else None
+    written = write_reference(storage, virtual.reference, target, fmt, Provenance(str(source), info), listed,
+                              ahead.references if ahead else None)
+    result.reference_bytes = written.size
+    if written.replaced is not None:  # one reference per source: the other format's is gone, say so
+        result.warnings.append(f"Replaced this source's {'Parquet' if fmt == 'json' else 'JSON'} reference "
+                               f"{_display(written.replaced, settings, storage)}.")
+    removing = None
+    if isinstance(source, BlobLocation):  # a stale record of an earlier failure no longer holds
+        record = error_record_location(source, refs_container=settings.refs_container,
+                                       source_container=settings.source_container)
+        removing = None if listed is not None and listed.absent(record) else side.submit(storage.delete, record)
+    deferred = batch.catalog_links if batch else None
+    if facts is not None and (warning := reference_written(settings, storage, source, target, fmt, info, facts,
+                                                           deferred, ahead.catalogs if ahead else None)) is not None:
+        result.warnings.append(warning)
+    if removing is not None:
+        removing.result()
 
 
 def parse(reader: RangeReader, url: str, name: str, settings: Settings) -> Parsed:

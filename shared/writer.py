@@ -72,14 +72,15 @@ class Written:
 
 
 def write_reference(storage: Storage, reference: Reference, target: Location, fmt: str, provenance: Provenance,
-                    listed: Listed | None = None) -> Written:
+                    listed: Listed | None = None, looked: ReferenceLookAhead | None = None) -> Written:
     """Write ``reference`` to ``target``; say its size and which other reference it replaced.
 
     JSON is one atomic upload. Parquet is a directory: its ``.zmetadata`` (what readers open
     first) is removed before the parts change and written last, so a reader finds the old
     reference, none, or the whole new one, never a mixture. The same reference in the other
     format is removed, if this source owns it. ``listed`` (a backfill's listing of the refs container)
-    spares the look-ups of blobs it shows absent; the write itself stays conditional on that.
+    spares the look-ups of blobs it shows absent, ``looked`` (:func:`look_up`) those already asked; the
+    write itself stays conditional on what they said.
     """
     metadata = provenance.metadata()
     data = ujson.dumps(reference.to_kerchunk(), escape_forward_slashes=False).encode() if fmt == "json" else b""
@@ -88,8 +89,8 @@ def write_reference(storage: Storage, reference: Reference, target: Location, fm
     with ThreadPoolExecutor(1, thread_name_prefix="ncrefs-sibling") as side:
         # Whether the other format's reference exists is asked while this one is written (a round trip saved).
         other_head = None if listed is not None and listed.absent(_marker(other, other_fmt)) else \
-            side.submit(_head, storage, other, other_fmt)
-        written = _write_claimed(storage, reference, data, target, fmt, provenance, metadata, listed)
+            side.submit(_head, storage, other, other_fmt, looked)
+        written = _write_claimed(storage, reference, data, target, fmt, provenance, metadata, listed, looked)
         head = other_head.result() if other_head is not None else None
     if head is not None and _owner(head) == provenance.source:
         _remove_reference(storage, other)
@@ -98,11 +99,11 @@ def write_reference(storage: Storage, reference: Reference, target: Location, fm
 
 
 def _write_claimed(storage: Storage, reference: Reference, data: bytes, target: Location, fmt: str,
-                   provenance: Provenance, metadata: dict[str, str], listed: Listed | None) -> int:
+                   provenance: Provenance, metadata: dict[str, str], listed: Listed | None, looked: ReferenceLookAhead | None) -> int:
     """Write the reference if ``provenance.source`` may (it owns ``target``, or nobody does), conditionally."""
     for attempt in range(WRITE_ATTEMPTS):
         absent = attempt == 0 and listed is not None and listed.absent(_marker(target, fmt))
-        version = None if absent else claim(storage, target, fmt, provenance.source)
+        version = None if absent else claim(storage, target, fmt, provenance.source, looked if attempt == 0 else None)
         try:
             if fmt == "json":
                 storage.put(target, data, content_type="application/json", metadata=metadata,
@@ -113,6 +114,25 @@ def _write_claimed(storage: Storage, reference: Reference, data: bytes, target: 
             continue  # someone wrote it meanwhile: look again who owns it
     raise Conflict(f"{target} kept changing while it was written ({WRITE_ATTEMPTS} attempts); nothing was replaced.",
                    hint="Another writer is writing the same reference; try again when it is done.")
+
+
+class ReferenceLookAhead:
+    """The properties of the blobs that say a reference exists (``target`` and its other format's), asked
+    ahead, while the source is parsed (a round trip off the write). A write uses them for its first attempt
+    only and stays conditional on the ETag they said: anything written meanwhile makes it look again."""
+
+    def __init__(self, storage: Storage, target: Location, submit, listed: Listed | None = None):
+        self._heads = {}
+        if isinstance(target, BlobLocation):
+            for fmt in ("json", "parquet"):
+                marker = _marker(sibling(target, fmt), fmt)
+                if listed is None or not listed.absent(marker):
+                    self._heads[marker] = submit(storage.head, marker)
+
+    def head(self, marker: Location):
+        """The marker's properties (None: absent) if it was looked up, else ``...``."""
+        found = self._heads.get(marker)
+        return ... if found is None else found.result()
 
 
 @dataclass(frozen=True)
@@ -133,21 +153,24 @@ def _marker(target: Location, fmt: str) -> Location:
     return target if fmt == "json" else child(target, ZMETADATA)
 
 
-def _head(storage: Storage, target: Location, fmt: str) -> BlobHead | None:
+def _head(storage: Storage, target: Location, fmt: str, looked: ReferenceLookAhead | None = None) -> BlobHead | None:
     """The properties of the blob that says a reference exists (a Parquet reference's .zmetadata)."""
     if isinstance(target, LocalLocation):
         return None  # local references carry no owner
-    return storage.head(target if fmt == "json" else child(target, ZMETADATA))
+    marker = _marker(target, fmt)
+    if looked is not None and (head := looked.head(marker)) is not ...:
+        return head
+    return storage.head(marker)
 
 
 def _owner(head: BlobHead) -> str:
     return unquote(head.metadata.get("ncrefs_source", ""))
 
 
-def claim(storage: Storage, target: Location, fmt: str, source: str) -> str | None:
+def claim(storage: Storage, target: Location, fmt: str, source: str, looked: ReferenceLookAhead | None = None) -> str | None:
     """The ETag of ``target`` if ``source`` may replace it, None if it does not exist yet;
     :class:`Conflict` when it belongs to another source that still exists."""
-    head = _head(storage, target, fmt)
+    head = _head(storage, target, fmt, looked)
     if head is None:
         return None
     owner = _owner(head)

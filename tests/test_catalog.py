@@ -390,6 +390,44 @@ def test_files_referenced_at_once_all_get_linked(tmp_path, settings, storage, se
         [f"../../items/many/day{day}.nc.json" for day in range(8)]
 
 
+def test_a_folder_catalog_changed_while_a_source_parses_keeps_every_link(tmp_path, settings, storage, service, upload,
+                                                                          monkeypatch):
+    """The catalogs an item is linked into are read while its source is parsed (nothing to write when
+    the links are there); another file linked in meanwhile is kept: the write is conditional on that read."""
+    import shared.pipeline as pipeline
+    from shared.catalog import store
+
+    first = upload(samples.daily(tmp_path, 1), "ahead/day1.nc")
+    second = upload(samples.daily(tmp_path, 2), "ahead/day2.nc")
+    read_ahead = []
+
+    class AnsweredLookAhead(store.CatalogLookAhead):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            read_ahead.extend(future.result() for future in self.found.values())  # read before the other links in
+
+    real_parse = pipeline.parse
+
+    def parse_while_another_links(reader, url, name, settings_):
+        parsed = real_parse(reader, url, name, settings_)
+        if name.endswith("day2.nc"):
+            assert generate_reference(ReferenceRequest(source=first), settings, storage).status == "success"
+        return parsed
+
+    monkeypatch.setattr(store, "CatalogLookAhead", AnsweredLookAhead)
+    monkeypatch.setattr("shared.catalog.CatalogLookAhead", AnsweredLookAhead)
+    monkeypatch.setattr(pipeline, "parse", parse_while_another_links)
+    result = generate_reference(ReferenceRequest(source=second), settings, storage)
+    assert result.status == "success" and not any("STAC" in w for w in result.warnings)
+    assert read_ahead[:2] == [None, None]  # the second's reads: no folder catalog, no root yet
+    folder = json.loads(service.get_blob_client(settings.refs_container, "_stac/catalogs/ahead/catalog.json")
+                        .download_blob().readall())
+    assert sorted(link["href"] for link in folder["links"] if link["rel"] == "item") == \
+        ["../../items/ahead/day1.nc.json", "../../items/ahead/day2.nc.json"]
+    root = json.loads(service.get_blob_client(settings.refs_container, "_stac/catalog.json").download_blob().readall())
+    assert [link["href"] for link in root["links"] if link["rel"] == "child"] == ["catalogs/ahead/catalog.json"]
+
+
 def test_a_backfill_links_its_items_once_at_the_end(tmp_path, settings, storage, service, upload):
     from shared.backfill import backfill
 
@@ -438,3 +476,48 @@ def test_cell_bounds_in_many_pieces_are_not_read_but_small_ones_are(tmp_path, se
     assert few_item["properties"]["start_datetime"].startswith("2001-01-01T00:00:00")
     assert few_item["properties"]["end_datetime"].startswith("2001-02-10T00:00:00")
     assert few.requests <= 2
+
+
+def test_the_item_reads_coordinates_as_xarray_reads_the_reference(tmp_path, settings, storage):
+    """Facts decode the coordinates themselves (zarr's metadata rules, numcodecs, xarray's CF decoding), not
+    through zarr's store: packed, compressed, shuffled, chunked, partly missing values must come out as
+    xarray reads them through the reference."""
+    import netCDF4
+
+    from shared.catalog.facts import References, open_root
+
+    path = tmp_path / "packed.nc"
+    with netCDF4.Dataset(path, "w") as nc:
+        nc.createDimension("lat", 25)
+        nc.createDimension("lon", 40)
+        nc.createDimension("time", None)
+        lat = nc.createVariable("lat", "i2", ("lat",), zlib=True, shuffle=True, chunksizes=(10,), fill_value=-999)
+        lat.setncatts({"units": "degrees_north", "scale_factor": 0.01, "add_offset": 10.0})
+        lat[:] = np.ma.masked_array(np.linspace(-60, 60, 25), mask=[i == 7 for i in range(25)])
+        lon = nc.createVariable("lon", "f4", ("lon",), chunksizes=(16,), zlib=True)
+        lon.units = "degrees_east"
+        lon[:] = np.linspace(-179.5, 179.5, 40)
+        time = nc.createVariable("time", "f8", ("time",))
+        time.units = "hours since 2000-01-01"
+        time[:] = np.arange(3) * 6.0
+        nc.createVariable("t", "f4", ("time", "lat", "lon"))[:] = np.ones((3, 25, 40))
+        nc.createDimension("y", 150)
+        nc.createDimension("x", 130)
+        grid = nc.createVariable("grid_lat", "f4", ("y", "x"), zlib=True, shuffle=True, chunksizes=(64, 64), fill_value=np.float32(1e20))
+        grid.units = "degrees_north"
+        grid[:] = np.ma.masked_greater(np.linspace(-80, 80, 150 * 130).reshape(150, 130), 79.9)  # past the last chunk's edges too
+    target = tmp_path / "packed.json"
+    generate_reference(ReferenceRequest(source=str(path), target=str(target)), settings, storage)
+    refs = json.loads(target.read_text())
+    assert isinstance(refs["refs"]["grid_lat/0.0"], list) and isinstance(refs["refs"]["lat/0"], str)  # read, and copied
+    data = path.read_bytes()
+    wanted = {"lat", "lon", "time", "grid_lat"}
+    fetched = open_root(References.from_dict(refs), wanted, lambda rs: [data[o:o + n] for _, o, n in rs], [])
+    assert wanted == {"lat", "lon", "time", "grid_lat"}
+    expected = xr.open_dataset("reference://", engine="zarr", decode_times=False, chunks=None,
+                               backend_kwargs={"consolidated": False, "storage_options": {"fo": refs, "remote_protocol": "file"}})
+    for name in ("lat", "lon", "time", "grid_lat"):
+        np.testing.assert_array_equal(fetched[name].values, expected[name].values)
+        assert fetched[name].dims == expected[name].dims
+    assert np.isnan(fetched["lat"].values[7]) and fetched["lat"].values[0] == pytest.approx(-60, abs=0.01)
+    assert set(fetched.variables) == set(expected.variables) and fetched["t"].shape == (3, 25, 40)

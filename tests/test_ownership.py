@@ -99,3 +99,34 @@ def test_backfill_skips_only_a_source_whose_own_mapped_reference_is_current(tmp_
     assert (summary.done, summary.skipped) == (1, 0)
     assert "m/a.json" in blob_names(service, settings.refs_container)
     assert backfill(settings, workers=1, prefix="m/a.nc").skipped == 1  # a prefix that is a whole name
+
+
+def test_a_reference_another_source_writes_while_this_one_parses_is_not_replaced(tmp_path, settings, storage, service,
+                                                                                   upload, monkeypatch):
+    """The reference's blobs are looked up while the source is parsed (a round trip saved); one that another
+    source writes meanwhile still wins: the write is conditional on what the look-up saw, and looks again."""
+    import shared.pipeline as pipeline
+
+    first = upload(samples.nc3_64bit(tmp_path), "race/a.nc")
+    second = upload(samples.nc4_contiguous(tmp_path), "race/a.h5")
+    looked_up = []
+
+    class AnsweredLookAhead(pipeline.ReferenceLookAhead):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            looked_up.extend(future.result() for future in self._heads.values())  # answered before the other writes
+
+    real_parse = pipeline.parse
+
+    def parse_while_another_writes(reader, url, name, settings_):
+        parsed = real_parse(reader, url, name, settings_)
+        if name.endswith("a.h5"):
+            generate_reference(ReferenceRequest(source=first), settings, storage)
+        return parsed
+
+    monkeypatch.setattr(pipeline, "ReferenceLookAhead", AnsweredLookAhead)
+    monkeypatch.setattr(pipeline, "parse", parse_while_another_writes)
+    with pytest.raises(Conflict):
+        generate_reference(ReferenceRequest(source=second), settings, storage)
+    assert looked_up[:2] == [None, None]  # the second's look-up saw no reference of either format
+    assert owner(service, settings.refs_container, "race/a.json") == first

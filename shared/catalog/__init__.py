@@ -6,6 +6,7 @@ from shared.catalog.store import (
     ROOT,
     STAC_PREFIX,
     BuildSummary,
+    CatalogLookAhead,
     build,
     catalogued,
     collection_path,
@@ -21,5 +22,5 @@ from shared.catalog.store import (
     show,
 )
 
-__all__ = ["ROOT", "STAC_PREFIX", "BuildSummary", "build", "catalogued", "collection_path", "dataset_changed", "dataset_deleted",
+__all__ = ["ROOT", "STAC_PREFIX", "BuildSummary", "CatalogLookAhead", "build", "catalogued", "collection_path", "dataset_changed", "dataset_deleted",
            "describe_reference", "folder_catalog_path", "item_path", "link_items", "reference_written", "remove_item", "remove_items", "show"]

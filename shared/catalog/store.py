@@ -88,10 +88,10 @@ def describe_reference(storage: Storage, source: BlobLocation, reference, reader
 
 
 def reference_written(settings: Settings, storage: Storage, source, target, fmt: str, info, facts,
-                      deferred_links: set[str] | None = None) -> str | None:
+                      deferred_links: set[str] | None = None, catalogs: CatalogLookAhead | None = None) -> str | None:
     """The pipeline wrote ``target`` (``fmt``) for ``source``: write its Item from ``facts`` (those of
     :func:`describe_reference`, or a future of them) and link it in (or, for a batch, add it to
-    ``deferred_links`` for :func:`link_items` at the end).
+    ``deferred_links`` for :func:`link_items` at the end). ``catalogs``: the folder catalogs read ahead.
 
     Never raises: a catalog failure must not fail the reference. Returns a warning for the
     result when the item could not be written (``ncrefs stac build`` repairs the catalog)."""
@@ -101,7 +101,7 @@ def reference_written(settings: Settings, storage: Storage, source, target, fmt:
         facts = facts.result() if isinstance(facts, Future) else facts
         relative = write_item(settings, storage, source, target, fmt, facts, last_modified=info.last_modified, size=info.size)
         if deferred_links is None:
-            link_item(settings, storage, relative)
+            link_item(settings, storage, relative, catalogs)
         else:
             deferred_links.add(relative)
         return None
@@ -109,6 +109,23 @@ def reference_written(settings: Settings, storage: Storage, source, target, fmt:
         what = error.message if isinstance(error, NcrefsError) else f"{type(error).__name__}: {error}"
         log.warning("STAC item of %s not updated: %s", source, what)
         return f"The STAC item of {source} was not updated ({what}); run `ncrefs stac build` to bring the catalog up to date."
+
+
+class CatalogLookAhead:
+    """The folder catalogs an item of ``source`` is linked into (its folder's, up to the root), read ahead
+    while the source is parsed: linking then costs no read, and nothing at all when the links are
+    there. The writes stay conditional on the ETags these reads saw; each catalog is read again if it
+    changed meanwhile. ``submit``: an executor's, so the reads run beside the parse."""
+
+    def __init__(self, settings: Settings, storage: Storage, source: BlobLocation, submit):
+        self.submit = submit
+        folder = posixpath.dirname(relative_source(source, settings))
+        self.found = {}
+        while True:
+            self.found[folder] = submit(storage.get, BlobLocation(settings.refs_container, folder_catalog_path(folder)))
+            if not folder:
+                break
+            folder = _parent_folder(folder)
 
 
 def write_item(settings: Settings, storage: Storage, source: BlobLocation, target: BlobLocation, fmt: str,
@@ -154,16 +171,23 @@ def _fetcher(storage: Storage, source: BlobLocation, reader=None) -> Callable[[l
     return fetch
 
 
-def link_item(settings: Settings, storage: Storage, relative: str) -> None:
-    """Link an item into its folder's catalog, and that folder into each parent up to the root."""
+def link_item(settings: Settings, storage: Storage, relative: str, catalogs: CatalogLookAhead | None = None) -> None:
+    """Link an item into its folder's catalog, and that folder into each parent up to the root (with
+    ``catalogs`` read ahead, the catalogs that change are written at once)."""
     folder = posixpath.dirname(relative)
-    path = item_path(relative)
-    _change_links(settings, storage, folder, add=_link("item", folder_catalog_path(folder), path))
+    changes = [(folder, _link("item", folder_catalog_path(folder), item_path(relative)))]
     while folder:
         parent = _parent_folder(folder)
-        _change_links(settings, storage, parent, add=_link("child", folder_catalog_path(parent),
-                                                           folder_catalog_path(folder), title=folder))
+        changes.append((parent, _link("child", folder_catalog_path(parent), folder_catalog_path(folder), title=folder)))
         folder = parent
+    if catalogs is None:
+        for folder, link in changes:
+            _change_links(settings, storage, folder, add=link)
+        return
+    writes = [catalogs.submit(_change_links, settings, storage, folder, add=link, read_ahead=catalogs.found.get(folder))
+              for folder, link in changes]
+    for write in writes:
+        write.result()
 
 
 def link_items(settings: Settings, storage: Storage, relatives: set[str]) -> None:
@@ -226,13 +250,14 @@ def _order(links: list[dict]) -> list[dict]:
 
 
 def _change_links(settings: Settings, storage: Storage, folder: str, *, add: dict | list[dict] | None = None,
-                  remove: str | list[str] | None = None, replace: list[dict] | None = None) -> bool:
-    """Add links to a folder catalog, remove some, or set all its child/item links, by a conditional write."""
+                  remove: str | list[str] | None = None, replace: list[dict] | None = None, read_ahead: Future | None = None) -> bool:
+    """Add links to a folder catalog, remove some, or set all its child/item links, by a conditional write
+    (``read_ahead``: the catalog read ahead, for the first attempt)."""
     adds = [add] if isinstance(add, dict) else (add or [])
     removes = [remove] if isinstance(remove, str) else (remove or [])
     location = BlobLocation(settings.refs_container, folder_catalog_path(folder))
-    for _ in range(LINK_ATTEMPTS):
-        found = storage.get(location)
+    for attempt in range(LINK_ATTEMPTS):
+        found = read_ahead.result() if attempt == 0 and read_ahead is not None else storage.get(location)
         etag = found[1] if found else None
         try:
             document = json.loads(found[0]) if found else None
