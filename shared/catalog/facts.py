@@ -116,26 +116,20 @@ def _chunk_keys(name: str, zarray: dict) -> list[str]:
 
 
 def open_root(refs: References, wanted: set[str], fetch: Fetch | None, notes: list[str], bounds: frozenset[str] = frozenset()):
-    """The reference's root group as an xarray Dataset (times not decoded) whose ``wanted`` arrays
-    have their values in memory; other arrays read as missing and must not be looked at. ``bounds``
-    (cell bounds) are not read from the source in more than ``MAX_BOUNDS_PIECES`` pieces."""
-    import xarray as xr
-    from zarr.core.buffer import default_buffer_prototype
-    from zarr.storage import MemoryStore
+    """The reference's root group as an xarray Dataset (CF-decoded, times not) whose ``wanted`` arrays
+    have their values in memory; the others are placeholders of their shape and must not be looked at.
+    ``bounds`` (cell bounds) are not read from the source in more than ``MAX_BOUNDS_PIECES`` pieces.
 
-    buffer = default_buffer_prototype().buffer
-    store: dict = {}
-    for key in (".zgroup", ".zattrs"):
-        data = _as_bytes(refs.get(key))
-        if data is not None:
-            store[key] = buffer.from_bytes(data)
+    Built directly (zarr's metadata rules, numcodecs' codecs, xarray's CF decoding), not through
+    ``xr.open_dataset(engine="zarr")``: a few coordinate arrays do not need zarr's async store, which
+    cost more than everything else a file's item takes (benchmarks/bench_backfill.py)."""
+    import xarray as xr
+
     budget = MAX_FETCH_BYTES
+    chunks: dict[str, bytes] = {}  # wanted arrays' chunk key -> stored bytes
     ranges: dict[str, list[tuple[str, list]]] = {}  # wanted array -> its chunks that are byte ranges of the source
-    for name, (zarray, _) in _root_arrays(refs).items():
-        for suffix in (".zarray", ".zattrs"):
-            data = _as_bytes(refs.get(f"{name}/{suffix}"))
-            if data is not None:
-                store[f"{name}/{suffix}"] = buffer.from_bytes(data)
+    arrays = _root_arrays(refs)
+    for name, (zarray, _) in arrays.items():
         if name not in wanted:
             continue
         for key in _chunk_keys(name, zarray):
@@ -150,25 +144,61 @@ def open_root(refs: References, wanted: set[str], fetch: Fetch | None, notes: li
                 budget -= length
                 ranges.setdefault(name, []).append((key, list(value)))
             elif (data := _as_bytes(value)) is not None:
-                store[key] = buffer.from_bytes(data)
+                chunks[key] = data
     for name in [n for n in ranges if n in bounds and len(ranges[n]) > MAX_BOUNDS_PIECES]:
         notes.append(f"{name}: cell bounds in {len(ranges.pop(name)):,} pieces of the source, not read; "
                      "the extent comes from its coordinate")
         wanted.discard(name)
     pieces = [piece for name in ranges for piece in ranges[name]]
     fetched = dict(zip((key for key, _ in pieces), fetch([ref for _, ref in pieces]))) if pieces else {}
-    for name, chunks in ranges.items():  # all at once, concurrently
-        if any(fetched[key] is None for key, _ in chunks):
+    for name, pieces_of_name in ranges.items():  # all at once, concurrently
+        if any(fetched[key] is None for key, _ in pieces_of_name):
             notes.append(f"{name}: its values are not in the reference and were not read")
             wanted.discard(name)
             continue
-        for key, _ in chunks:
-            store[key] = buffer.from_bytes(fetched[key])
+        chunks.update((key, fetched[key]) for key, _ in pieces_of_name)
+    root = json.loads(_as_bytes(refs.get(".zattrs")) or b"{}")
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        # No indexes: the facts read values, and building a pandas index per coordinate costs more than the rest.
-        return xr.open_dataset(MemoryStore(store), engine="zarr", consolidated=False, zarr_format=2, decode_times=False,
-                               decode_timedelta=False, chunks=None, create_default_indexes=False)
+        warnings.simplefilter("ignore")  # odd files (repeated dimension names, ...) warn; notes say what matters
+        variables = {name: _variable(name, zarray, zattrs, chunks if name in wanted else None)
+                     for name, (zarray, zattrs) in arrays.items()}
+        return xr.decode_cf(xr.Dataset(variables, attrs=root if isinstance(root, dict) else {}),
+                            decode_times=False, decode_timedelta=False)
+
+
+def _variable(name: str, zarray: dict, zattrs: dict, chunks: dict[str, bytes] | None):
+    """One array as an xarray Variable, as xarray's zarr backend gives it: its dimensions from
+    ``_ARRAY_DIMENSIONS``, zarr's fill value as ``_FillValue``. ``chunks``: its values are wanted
+    (chunks missing there read as the fill value); None: a placeholder of its shape (no memory)."""
+    import xarray as xr
+    from zarr.core.metadata.v2 import ArrayV2Metadata
+
+    metadata = ArrayV2Metadata.from_dict({**zarray, "attributes": {}})
+    dtype = metadata.dtype.to_native_dtype()
+    attrs = {k: v for k, v in zattrs.items() if k != "_ARRAY_DIMENSIONS"}
+    if metadata.fill_value is not None:
+        attrs["_FillValue"] = metadata.fill_value
+    dims = zattrs.get("_ARRAY_DIMENSIONS", [])
+    empty = metadata.fill_value if metadata.fill_value is not None else np.zeros((), dtype)[()]
+    if chunks is None:
+        return xr.Variable(dims, np.broadcast_to(np.asarray(empty, dtype), metadata.shape), attrs)
+    values = np.full(metadata.shape, empty, dtype)
+    shape = tuple(metadata.chunks)
+    for key in _chunk_keys(name, zarray):
+        data = chunks.get(key)
+        if data is None:
+            continue
+        if metadata.compressor is not None:
+            data = metadata.compressor.decode(data)
+        for codec in reversed(metadata.filters or ()):
+            data = codec.decode(data)
+        chunk = np.frombuffer(memoryview(data).cast("B"), dtype)
+        if chunk.size != math.prod(shape):
+            raise ValueError(f"{key}: {chunk.size} values where its chunk holds {math.prod(shape)}")
+        index = [int(i) for i in key[len(name) + 1:].split(zarray.get("dimension_separator") or ".")] if shape else []
+        region = tuple(slice(i * c, min((i + 1) * c, n)) for i, c, n in zip(index, shape, metadata.shape))
+        values[region] = chunk.reshape(shape, order=metadata.order)[tuple(slice(0, r.stop - r.start) for r in region)]
+    return xr.Variable(dims, values, attrs)
 
 
 # -- describing --------------------------------------------------------------------------------
