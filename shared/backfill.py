@@ -41,7 +41,7 @@ FIRST_BACKOFF_S = 0.5
 SMALL_BATCH = 50
 # Files in flight per parser process (benchmarks/bench_backfill.py: 300 small files at 10 ms, 2 CPUs:
 # 1 -> 25 files/s, 4 or 6 -> 29-30; CPU-bound beyond).
-FILES_PER_PARSER = 4
+FILES_PER_PARSER = 8
 
 
 class BackfillSummary(BaseModel):
@@ -150,6 +150,7 @@ def backfill(
     started = time.perf_counter()
     container = container or settings.source_container
     storage = Storage(settings, connection_string)
+    parser_pool(settings).warm()  # a parser's start (~1 s of CPU) overlaps the listings
     storage.ensure_container(settings.refs_container)
     planned = plan(storage, settings, container, prefix, force=force, retry_failed=retry_failed)
     todo, current, failed_before = planned.todo, planned.current, planned.failed_before
@@ -157,7 +158,7 @@ def backfill(
     summary = BackfillSummary(container=container, prefix=prefix, candidates=len(todo) + current + failed_before,
                               skipped=current, skipped_failed=failed_before)
     # A parser process costs ~1 s of CPU to start: a small batch is quicker on one, and more than the
-    # machine's CPUs only take turns.
+    # machine's CPUs only take turns (the pool starts more only when parses keep them busy).
     default = min(settings.parse_workers, os.cpu_count() or 1) if len(todo) >= SMALL_BATCH else 1
     workers = max(1, min(workers or default, len(todo) or 1))
     show = sys.stderr.isatty() if progress is None else progress

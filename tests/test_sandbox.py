@@ -84,3 +84,58 @@ def test_a_missed_check_still_cannot_read_outside_the_blob(tmp_path):
     unconfined = subprocess.run([sys.executable, "-c", f"import h5py; print(bytes(h5py.File({str(path)!r})['leak'][...]))"],
                                 capture_output=True, text=True, timeout=60)
     assert hostile.SECRET[:8].decode() in unconfined.stdout, "without the wall the same read leaks: the test is real"
+
+
+def _acquire_in_thread(pool):
+    import threading
+
+    got = {}
+    thread = threading.Thread(target=lambda: got.setdefault("worker", pool._acquire()))
+    thread.start()
+    return thread, got
+
+
+def test_the_pool_grows_only_when_parses_keep_its_workers_busy(settings):
+    """Small files parse in milliseconds: a waiting parse takes the worker that comes free rather than
+    starting another (~1 s of CPU, ~150 MB). A parse kept waiting GROW_AFTER_S with none coming free
+    (a long parse) starts a second one, up to the pool's size."""
+    from shared.sandbox.pool import Limits, ParserPool
+
+    pool = ParserPool(Limits.from_settings(settings), 2)
+    try:
+        first = pool._acquire()
+        thread, got = _acquire_in_thread(pool)
+        thread.join(0.05)  # waiting: the only worker is busy
+        assert thread.is_alive()
+        pool._release(first, reusable=True)  # comes free well within GROW_AFTER_S
+        thread.join(30)
+        assert got["worker"] is first and pool._running == 1
+
+        thread, got = _acquire_in_thread(pool)  # `first` is held (by got) and stays busy: a second starts
+        thread.join(60)
+        assert got["worker"] is not first and got["worker"].proc.poll() is None and pool._running == 2
+        pool._release(got["worker"], reusable=True)
+        pool._release(first, reusable=True)
+    finally:
+        pool.close()
+    assert pool._running == 0
+
+
+def test_a_warmed_pool_has_a_worker_ready_before_the_first_parse(settings):
+    import time
+
+    from shared.sandbox.pool import Limits, ParserPool
+
+    pool = ParserPool(Limits.from_settings(settings), 2)
+    try:
+        pool.warm()
+        pool.warm()  # one is starting: no second
+        deadline = time.monotonic() + 60
+        while not pool._idle and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(pool._idle) == 1 and pool._running == 1
+        worker = pool._acquire()
+        assert worker.proc.poll() is None and pool._running == 1
+        pool._release(worker, reusable=True)
+    finally:
+        pool.close()

@@ -42,6 +42,8 @@ MAX_SINGLE_READ = 64 << 20
 MAX_RANGES_PER_MESSAGE = 4096
 # A worker is replaced after this many files: a long-lived parser's heap only grows.
 JOBS_PER_WORKER = 500
+# A parse waits this long with no worker coming free before the pool starts another (up to its size).
+GROW_AFTER_S = 0.25
 STARTUP_TIMEOUT_S = 60
 _PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # the folder that holds shared/
 
@@ -107,13 +109,16 @@ def _worker_environment() -> dict[str, str]:
 
 
 class ParserPool:
-    """Up to ``size`` warm workers; a parse waits for a free one."""
+    """Up to ``size`` warm workers; a parse waits for a free one, and the pool grows when none has
+    come free for ``GROW_AFTER_S`` while a parse waits: each worker costs ~1 s of CPU and ~150 MB."""
 
     def __init__(self, limits: Limits, size: int):
         self.limits = limits
         self.size = size
         self._idle: list[_Worker] = []
         self._running = 0
+        self._starting = 0  # workers being started (importing: ~1 s of CPU)
+        self._freed_at = 0.0  # when a worker last came free (started, or done with a file)
         self._lock = threading.Condition()
         self._warned = False
 
@@ -147,6 +152,7 @@ class ParserPool:
     def close(self) -> None:
         with self._lock:
             idle, self._idle = self._idle, []
+            self._running -= len(idle)
         for worker in idle:
             worker.kill()
 
@@ -215,6 +221,7 @@ class ParserPool:
     # -- workers ------------------------------------------------------------------------------
     def _acquire(self) -> _Worker:
         with self._lock:
+            waiting_since = time.monotonic()
             while True:
                 while self._idle:
                     worker = self._idle.pop()
@@ -222,21 +229,54 @@ class ParserPool:
                         return worker
                     self._running -= 1
                     worker.kill()
-                if self._running < self.size:
+                # Another worker only when none has come free for a while (long parses): small files parse
+                # in milliseconds and one parser keeps up; a starting worker soon serves the waiters.
+                busy_for = time.monotonic() - max(waiting_since, self._freed_at)
+                if self._running < self.size and (self._running == 0 or (not self._starting and busy_for >= GROW_AFTER_S)):
                     self._running += 1
+                    self._starting += 1
                     break
-                self._lock.wait()
+                if self._running >= self.size or self._starting:
+                    self._lock.wait()  # until a worker is released or has started
+                else:
+                    self._lock.wait(GROW_AFTER_S - busy_for)
+        return self._start()
+
+    def _start(self) -> _Worker:
+        """A new worker (already counted in ``_running`` and ``_starting``)."""
         try:
             worker = _Worker(self.limits)
         except BaseException:
             with self._lock:
                 self._running -= 1
-                self._lock.notify()
+                self._starting -= 1
+                self._lock.notify_all()
             raise
+        with self._lock:
+            self._starting -= 1
+            self._freed_at = time.monotonic()
+            self._lock.notify_all()  # the waiters count their wait from now
         if worker.not_confined and not self._warned:
             self._warned = True
             log.warning("parser processes are not confined: %s (structural checks still apply)", worker.not_confined)
         return worker
+
+    def warm(self) -> None:
+        """Start a worker in the background if none is running (its ~1 s of imports overlaps the caller's work)."""
+        with self._lock:
+            if self._running or self._idle:
+                return
+            self._running += 1
+            self._starting += 1
+
+        def start() -> None:
+            try:
+                worker = self._start()
+            except BaseException:  # noqa: BLE001 - the first parse starts one and reports why it cannot
+                return
+            self._release(worker, reusable=True)
+
+        threading.Thread(target=start, name="ncrefs-parser-warm", daemon=True).start()
 
     def _release(self, worker: _Worker, reusable: bool) -> None:
         if not reusable:
@@ -246,6 +286,7 @@ class ParserPool:
                 self._idle.append(worker)
             else:
                 self._running -= 1
+            self._freed_at = time.monotonic()
             self._lock.notify()
 
 
@@ -375,12 +416,12 @@ _pools_lock = threading.Lock()
 
 def parser_pool(settings: Settings, size: int | None = None) -> ParserPool:
     """The process-wide pool for these limits (warm workers are shared by every caller);
-    ``size`` raises its number of workers (a backfill with more threads)."""
+    ``size``: its number of workers when it starts here, else it raises them (a backfill with more threads)."""
     limits = Limits.from_settings(settings)
     with _pools_lock:
         pool = _pools.get(limits)
-        if pool is None:
-            pool = _pools[limits] = ParserPool(limits, settings.parse_workers)
+        if pool is None:  # a backfill sizes it to the machine (a parser costs ~1 s of CPU to start)
+            pool = _pools[limits] = ParserPool(limits, size or settings.parse_workers)
         pool.size = max(pool.size, size or 0)
         return pool
 
