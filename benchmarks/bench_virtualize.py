@@ -175,7 +175,8 @@ def _cmip6(path: Path, days: int = 365, nlat: int = 180, nlon: int = 360) -> Non
 
 
 def _tiny_nc4(path: Path) -> None:
-    _random_nc4((4, 10, 10), (1, 10, 10))(path)
+    # CF-shaped (time units and calendar, bounds): a warm host has decoded times before
+    _cmip6(path, days=4, nlat=6, nlon=12)
 
 
 def _tiny_nc3(path: Path) -> None:
@@ -193,7 +194,7 @@ FILES = {spec.name: spec for spec in (
 # raised for this file; PARSE_MEMORY_MB at the 2 GB instance's size, to see the peak rather than a refusal.
 FIVE_M = Spec("chunks-5m", "hdf5", _many_chunks(500), chunks=5_000_000, tools=("ncrefs",),
               env=(("MAX_CHUNKS", "6000000"), ("MAX_READ_MB", "1024"), ("PARSE_MEMORY_MB", "2048")))
-WARMUPS = {"hdf5": ("tiny.nc", _tiny_nc4), "nc3": ("tiny3.nc", _tiny_nc3)}
+WARMUPS = {"hdf5": ("tiny-cf.nc", _tiny_nc4), "nc3": ("tiny3.nc", _tiny_nc3)}
 
 
 def build(name: str, builder: Callable[[Path], None], chunks: int | None = None) -> Path:
@@ -327,11 +328,13 @@ def run_one(job: dict) -> dict:
     if tool == "ncrefs" and warm["result"].status != "success":
         raise RuntimeError(f"warm-up failed: {warm['result']}")
     before = fetch_counts(port)
+    cpu_started = time.process_time()
     started = time.perf_counter()
     done = call(f"abfs://{CONTAINER}/{job['name']}.nc")
     wall = time.perf_counter() - started
+    tool_cpu = time.process_time() - cpu_started
     after = fetch_counts(port)
-    out = {"wall_s": round(wall, 3), "other_requests": after.other - before.other,
+    out = {"wall_s": round(wall, 3), "tool_cpu_s": round(tool_cpu, 2), "other_requests": after.other - before.other,
            "child_gets": after.gets - before.gets, "child_heads": after.heads - before.heads}
     from shared.sandbox import close_pools
 
@@ -424,16 +427,15 @@ def _run_child(job: dict, env: dict, timeout: float) -> dict:
         return {"failed": f"no result: {_short(stderr)}", **seen}
 
 
-def _server_cpu(azurite_pid: int) -> float:
-    """CPU seconds so far of this process (the proxy's thread: the main one only waits) and of Azurite."""
+def _server_cpu(azurite_pid: int) -> tuple[float, float]:
+    """CPU seconds so far of Azurite and of this process (the proxy's thread: the main one only waits)."""
     own = resource.getrusage(resource.RUSAGE_SELF)
-    total = own.ru_utime + own.ru_stime
     try:
         fields = Path(f"/proc/{azurite_pid}/stat").read_text().rsplit(")", 1)[1].split()
-        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+        azurite = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
     except (OSError, IndexError, ValueError):
-        pass
-    return total
+        azurite = 0.0
+    return azurite, own.ru_utime + own.ru_stime
 
 
 def _load() -> str:
@@ -565,12 +567,13 @@ def main(argv: list[str] | None = None) -> int:
                 measured = _run_child(job, {**env, **dict(spec.env)} if tool == "ncrefs" else other_env, args.timeout)
                 time.sleep(0.2)
                 counts = proxy.reset()
-                server_cpu = _server_cpu(azurite.process.pid) - cpu_before
+                azurite_cpu, proxy_cpu = (after - before for after, before in zip(_server_cpu(azurite.process.pid), cpu_before))
                 row = {"file": spec.name, "file_mb": round(size / 1e6, 1), "tool": tool, "gets": counts.gets,
                        "heads": counts.heads, "waves": counts.waves, "rounds": counts.rounds,
                        "max_in_flight": counts.max_in_flight, "mb_read": round(counts.bytes_out / 1e6, 3),
                        "modelled_s": round(counts.rounds * model_latency + counts.bytes_out / BANDWIDTH, 3),
-                       "server_cpu_s": round(server_cpu, 2), **measured}
+                       "server_cpu_s": round(azurite_cpu + proxy_cpu, 2),
+                       "azurite_cpu_s": round(azurite_cpu, 2), "proxy_cpu_s": round(proxy_cpu, 2), **measured}
                 if "failed" not in measured and (measured["child_gets"], measured["child_heads"]) != (counts.gets, counts.heads):
                     row["notes"] = (row.get("notes", "") + f"; counts outside the timed call: "
                                     f"{counts.gets - measured['child_gets']} GETs").lstrip("; ")
@@ -599,7 +602,7 @@ def main(argv: list[str] | None = None) -> int:
 COLUMNS = [  # (key, heading)
     ("file", "file"), ("file_mb", "MB"), ("tool", "tool"), ("wall_s", "wall_s"), ("elapsed_s", "elapsed_s"),
     ("gets", "GETs"), ("heads", "HEADs"), ("waves", "waves"), ("rounds", "rounds"), ("max_in_flight", "max_fl"), ("mb_read", "MB_read"),
-    ("modelled_s", "model_s"), ("other_requests", "writes"), ("server_cpu_s", "srv_cpu"), ("peak_rss_mb", "RSS_MB"), ("ref", "ref"),
+    ("modelled_s", "model_s"), ("other_requests", "writes"), ("tool_cpu_s", "cpu"), ("azurite_cpu_s", "az_cpu"), ("proxy_cpu_s", "px_cpu"), ("peak_rss_mb", "RSS_MB"), ("ref", "ref"),
     ("chunks", "chunk_refs"), ("plan", "plan"), ("notes", "notes"),
 ]
 
@@ -630,8 +633,9 @@ def print_table(rows: list[dict], model_latency: float) -> None:
     print(f"\nwall_s: the tool's call in its process (imports and a warm-up on a tiny file before, off the clock); "
           f"elapsed_s: ncrefs's own.\nwaves: a source request arriving while none was in flight; rounds: the longest "
           f"chain of requests each arriving after the one before had finished;\nmax_fl: the most in flight at once; "
-          f"writes: other requests (ncrefs writing its reference and STAC item); srv_cpu: CPU s of the proxy and "
-          f"Azurite in that run (they share the CPUs with the tool).\n"
+          f"writes: other requests (ncrefs writing its reference and STAC item);\ncpu: CPU s of the tool's process in its "
+          f"call (ncrefs's parser process not included); az_cpu, px_cpu: CPU s of Azurite and of the latency proxy in that run "
+          f"(they share the machine's CPUs with the tool).\n"
           f"model_s = rounds x {model_latency * 1000:g} ms + MB_read / 100 MB/s; RSS_MB: peak of the process and its children.")
 
 
