@@ -28,6 +28,7 @@ from __future__ import annotations
 import math
 from array import array
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -269,9 +270,14 @@ class Built:
     decoding_notes: dict[str, str] = field(default_factory=dict)
 
 
-def build(layout: Hdf5Layout, url: str, *, file_size: int, max_chunks: int) -> Built:
-    """The file's groups as virtualizarr ManifestGroups (this reads the chunk indexes)."""
+def build(layout: Hdf5Layout, url: str, *, file_size: int, max_chunks: int,
+          announce: Callable[[list[tuple[int, int]]], None] | None = None) -> Built:
+    """The file's groups as virtualizarr ManifestGroups (this reads the chunk indexes).
+
+    ``announce``: told the byte ranges of each group's 1-D dimension scales (coordinates) before the
+    other variables' indexes are read, so the reader can fetch the ones it will copy with them."""
     budget = _Budget(max_chunks, max_chunks)
+    early: dict[str, ChunkManifest | None] = {}  # path -> a coordinate's manifest, read ahead of its turn
     unwritten: dict[str, tuple[int, ...]] = {}
     skipped_attributes: dict[str, dict[str, str]] = {}
     decoding_notes: dict[str, str] = {}
@@ -290,6 +296,8 @@ def build(layout: Hdf5Layout, url: str, *, file_size: int, max_chunks: int) -> B
         prefix = "" if node.path == "/" else node.path
         skip = _dimension_only_scales(node, layout.bare)
         phony_names = phony.by_group[node.path]
+        if announce is not None:
+            _announce_coordinates(node, prefix, skip, url, budget, file_size, early, announce)
         arrays = {}
         for key, dataset in node.datasets.items():
             if key in skip:
@@ -304,7 +312,8 @@ def build(layout: Hdf5Layout, url: str, *, file_size: int, max_chunks: int) -> B
                 note = packing_note(dataset.dtype, {k: dataset.attrs[k] for k in PACKING if k in values})
                 if note:
                     decoding_notes[f"{prefix}/{name}".lstrip("/")] = note
-                arrays[name] = _build_array(url, dataset, values, dims, f"{prefix}/{name}", budget, file_size, unwritten)
+                arrays[name] = _build_array(url, dataset, values, dims, f"{prefix}/{name}", budget, file_size, unwritten,
+                                            early.pop(f"{prefix}/{name}", _NOT_READ))
             except (NotVirtualizable, ValueError, TypeError, NotImplementedError) as error:
                 # A type the Zarr side cannot express (virtualizarr or zarr refused it): leave it out, say why.
                 reason = error.message if isinstance(error, NotVirtualizable) else f"cannot be represented in Zarr ({error})"
@@ -317,8 +326,31 @@ def build(layout: Hdf5Layout, url: str, *, file_size: int, max_chunks: int) -> B
     return Built(build_group(layout.root), unwritten, skipped_attributes, decoding_notes)
 
 
+_NOT_READ = object()  # no manifest read ahead
+
+
+def _announce_coordinates(node: _Node, prefix: str, skip, url: str, budget: _Budget, file_size: int,
+                          early: dict, announce: Callable[[list[tuple[int, int]]], None]) -> None:
+    """Read the chunk indexes of a group's numeric 1-D dimension scales first (usually a node or two in
+    the header) and announce their chunks' byte ranges. Same manifests as in their turn; one that
+    cannot be read here is read again in its turn, where its error is reported in order."""
+    for key, dataset in node.datasets.items():
+        if key in skip or dataset.ndim != 1 or dataset.dtype.kind not in "iuf" or not h5py.h5ds.is_scale(dataset.id):
+            continue
+        path = f"{prefix}/{key.removeprefix(NON_COORDINATE_PREFIX) or key}"
+        try:
+            manifest = _chunk_manifest(url, dataset, vz_hdf._chunk_shape(dataset), path.lstrip("/"), budget, file_size)
+        except Exception:  # noqa: BLE001 - read again in its turn
+            continue
+        early[path] = manifest
+        if manifest is not None:
+            lengths = manifest._lengths.ravel()
+            offsets = manifest._offsets.ravel()[lengths > 0]
+            announce([(int(o), int(o + n)) for o, n in zip(offsets, lengths[lengths > 0])])
+
+
 def _build_array(url: str, dataset, attrs: dict, dims: list[str], path: str, budget: _Budget,
-                 file_size: int, unwritten: dict[str, tuple[int, ...]]) -> ManifestArray:
+                 file_size: int, unwritten: dict[str, tuple[int, ...]], early=_NOT_READ) -> ManifestArray:
     """virtualizarr's ``_construct_manifest_array``, with sized reads and a manifest for
     never-written variables that allocates nothing."""
     dtype = dataset.dtype
@@ -350,7 +382,7 @@ def _build_array(url: str, dataset, attrs: dict, dims: list[str], path: str, bud
         chunks = vz_hdf._chunk_shape(dataset)
         codec_configs = [zarr_codec_config_to_v3(codec.get_config()) for codec in codecs_from_dataset(dataset)]
         fill_value = vz_hdf._get_fill_value(dataset)
-        manifest = _chunk_manifest(url, dataset, chunks, path.lstrip("/"), budget, file_size)
+        manifest = _chunk_manifest(url, dataset, chunks, path.lstrip("/"), budget, file_size) if early is _NOT_READ else early
         if manifest is None:  # never written: one empty chunk-grid cell; the real chunk shape is restored later
             unwritten[path.lstrip("/")] = chunks
             chunks = tuple(max(s, 1) for s in dataset.shape)

@@ -107,6 +107,7 @@ class RangeReader(io.RawIOBase):
         self._pos = 0
         # Told of every read (offset, bytes) so it can fetch what the parser will want next (shared/btree.py).
         self.read_ahead: Callable[[int, bytes], None] | None = None
+        self._riders: list[tuple[int, int]] = []  # see add_riders
 
     # -- io.RawIOBase -------------------------------------------------------------------
     def readable(self) -> bool:
@@ -181,10 +182,16 @@ class RangeReader(io.RawIOBase):
         """Whether many ranges can be fetched at once (so a separate GET costs a fraction of a round trip)."""
         return self._fetch_many is not None
 
+    def add_riders(self, ranges: list[tuple[int, int]]) -> None:
+        """Ranges the parser will read later (small coordinates it copies): fetched with the next batch
+        (``prefetch_ranges``, e.g. a chunk index's next level) rather than in a round trip of their own."""
+        self._riders += ranges
+
     def prefetch_ranges(self, ranges: list[tuple[int, int]]) -> None:
         """Fetch the missing parts of many known ranges at once (concurrently when ``fetch_many`` is
         given): pieces the parser will read next, whose places it already knows (a NetCDF3 record
-        variable's values, one per record)."""
+        variable's values, one per record), and the riders waiting for a batch."""
+        ranges, self._riders = [*ranges, *self._riders], []
         wanted = _coalesced(sorted(gap for start, end in ranges for gap in self._gaps(start, min(end, self.size)) if gap[0] < gap[1]),
                             COALESCE_GAP_CONCURRENT if self._fetch_many else COALESCE_GAP)
         if not wanted:
