@@ -98,12 +98,18 @@ def reference_written(settings: Settings, storage: Storage, source, target, fmt:
     if not catalogued(settings, source, target):
         return None
     try:
+        relative = relative_source(source, settings)
+        # With the catalogs read ahead, the links go in beside the item (they need no facts); were the item
+        # to fail, the warning below sends to `ncrefs stac build`, which drops links to missing items.
+        linking = catalogs.link(settings, storage, relative) if catalogs is not None and deferred_links is None else None
         facts = facts.result() if isinstance(facts, Future) else facts
-        relative = write_item(settings, storage, source, target, fmt, facts, last_modified=info.last_modified, size=info.size)
-        if deferred_links is None:
-            link_item(settings, storage, relative, catalogs)
-        else:
+        write_item(settings, storage, source, target, fmt, facts, last_modified=info.last_modified, size=info.size)
+        if deferred_links is not None:
             deferred_links.add(relative)
+        elif linking is None:
+            link_item(settings, storage, relative)
+        for link in linking or ():
+            link.result()
         return None
     except Exception as error:  # noqa: BLE001 - the reference is written; the catalog catches up later
         what = error.message if isinstance(error, NcrefsError) else f"{type(error).__name__}: {error}"
@@ -115,17 +121,17 @@ class CatalogLookAhead:
     """The folder catalogs an item of ``source`` is linked into (its folder's, up to the root), read ahead
     while the source is parsed: linking then costs no read, and nothing at all when the links are
     there. The writes stay conditional on the ETags these reads saw; each catalog is read again if it
-    changed meanwhile. ``submit``: an executor's, so the reads run beside the parse."""
+    changed meanwhile. ``submit``: an executor's, so the reads and writes run beside other work."""
 
     def __init__(self, settings: Settings, storage: Storage, source: BlobLocation, submit):
         self.submit = submit
-        folder = posixpath.dirname(relative_source(source, settings))
-        self.found = {}
-        while True:
-            self.found[folder] = submit(storage.get, BlobLocation(settings.refs_container, folder_catalog_path(folder)))
-            if not folder:
-                break
-            folder = _parent_folder(folder)
+        self.found = {folder: submit(storage.get, BlobLocation(settings.refs_container, folder_catalog_path(folder)))
+                      for folder, _ in _links(relative_source(source, settings))}
+
+    def link(self, settings: Settings, storage: Storage, relative: str) -> list[Future]:
+        """Link an item in: the catalogs that change are written at once."""
+        return [self.submit(_change_links, settings, storage, folder, add=link, read_ahead=self.found.get(folder))
+                for folder, link in _links(relative)]
 
 
 def write_item(settings: Settings, storage: Storage, source: BlobLocation, target: BlobLocation, fmt: str,
@@ -171,37 +177,30 @@ def _fetcher(storage: Storage, source: BlobLocation, reader=None) -> Callable[[l
     return fetch
 
 
-def link_item(settings: Settings, storage: Storage, relative: str, catalogs: CatalogLookAhead | None = None) -> None:
-    """Link an item into its folder's catalog, and that folder into each parent up to the root (with
-    ``catalogs`` read ahead, the catalogs that change are written at once)."""
+def _links(relative: str) -> list[tuple[str, dict]]:
+    """(folder, link) for an item: into its folder's catalog, and that folder into each parent up to the root."""
     folder = posixpath.dirname(relative)
-    changes = [(folder, _link("item", folder_catalog_path(folder), item_path(relative)))]
+    links = [(folder, _link("item", folder_catalog_path(folder), item_path(relative)))]
     while folder:
         parent = _parent_folder(folder)
-        changes.append((parent, _link("child", folder_catalog_path(parent), folder_catalog_path(folder), title=folder)))
+        links.append((parent, _link("child", folder_catalog_path(parent), folder_catalog_path(folder), title=folder)))
         folder = parent
-    if catalogs is None:
-        for folder, link in changes:
-            _change_links(settings, storage, folder, add=link)
-        return
-    writes = [catalogs.submit(_change_links, settings, storage, folder, add=link, read_ahead=catalogs.found.get(folder))
-              for folder, link in changes]
-    for write in writes:
-        write.result()
+    return links
+
+
+def link_item(settings: Settings, storage: Storage, relative: str) -> None:
+    """Link an item into its folder's catalog, and that folder into each parent up to the root."""
+    for folder, link in _links(relative):
+        _change_links(settings, storage, folder, add=link)
 
 
 def link_items(settings: Settings, storage: Storage, relatives: set[str]) -> None:
     """Link many items in: one conditional write per folder catalog that changes, not one per item."""
     additions: dict[str, list[dict]] = {}
     for relative in relatives:
-        folder = posixpath.dirname(relative)
-        additions.setdefault(folder, []).append(_link("item", folder_catalog_path(folder), item_path(relative)))
-        while folder:
-            parent = _parent_folder(folder)
-            child = _link("child", folder_catalog_path(parent), folder_catalog_path(folder), title=folder)
-            if child not in additions.setdefault(parent, []):
-                additions[parent].append(child)
-            folder = parent
+        for folder, link in _links(relative):
+            if link not in (bucket := additions.setdefault(folder, [])):
+                bucket.append(link)
     for folder, links in additions.items():
         _change_links(settings, storage, folder, add=links)
 
@@ -537,16 +536,9 @@ def relink(settings: Settings, storage: Storage) -> int:
     for blob in storage.list_blobs(settings.refs_container, ITEMS):
         if not blob.path.endswith(".json"):
             continue
-        relative = blob.path[len(ITEMS): -len(".json")]
-        folder = posixpath.dirname(relative)
-        children.setdefault(folder, []).append(_link("item", folder_catalog_path(folder), blob.path))
-        while folder:
-            parent = _parent_folder(folder)
-            link = _link("child", folder_catalog_path(parent), folder_catalog_path(folder), title=folder)
-            siblings = children.setdefault(parent, [])
-            if link not in siblings:
+        for folder, link in _links(blob.path[len(ITEMS): -len(".json")]):
+            if link not in (siblings := children.setdefault(folder, [])):
                 siblings.append(link)
-            folder = parent
     for blob in storage.list_blobs(settings.refs_container, COLLECTIONS):
         if blob.path.endswith("/collection.json"):
             name = blob.path.split("/")[2]
