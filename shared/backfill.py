@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -27,7 +28,7 @@ from pydantic import BaseModel, Field
 from shared.errors import NcrefsError
 from shared.models import ReferenceRequest, ReferenceResult
 from shared.paths import ERRORS_PREFIX, BlobLocation, error_record_location, is_netcdf_name, reference_location
-from shared.pipeline import Batch, run_request
+from shared.pipeline import Batch, preload, run_request
 from shared.records import record_failure, recorded_failures
 from shared.sandbox import parser_pool
 from shared.settings import Settings
@@ -39,8 +40,9 @@ MAX_ATTEMPTS = 4
 FIRST_BACKOFF_S = 0.5
 # Below this many files, one worker unless asked (starting more costs more than it saves).
 SMALL_BATCH = 50
-# Files in flight per parser process (benchmarks/bench_backfill.py: 300 small files at 10 ms, 2 CPUs:
-# 1 -> 25 files/s, 4 or 6 -> 29-30; CPU-bound beyond).
+# Files in flight per parser process the machine could run (benchmarks/bench_backfill.py: 300 small files at
+# 10 ms, 2 CPUs: 1 -> 25 files/s, 4 -> 38, 8 -> 40; CPU-bound beyond). Small files parse in milliseconds,
+# so the pool keeps one parser busy and starts more only for long parses.
 FILES_PER_PARSER = 8
 
 
@@ -150,7 +152,9 @@ def backfill(
     started = time.perf_counter()
     container = container or settings.source_container
     storage = Storage(settings, connection_string)
-    parser_pool(settings).warm()  # a parser's start (~1 s of CPU) overlaps the listings
+    # A parser's start (~1 s of CPU) and this process's imports for the first file overlap the listings.
+    parser_pool(settings).warm()
+    threading.Thread(target=preload, name="ncrefs-preload", daemon=True).start()
     storage.ensure_container(settings.refs_container)
     planned = plan(storage, settings, container, prefix, force=force, retry_failed=retry_failed)
     todo, current, failed_before = planned.todo, planned.current, planned.failed_before

@@ -196,6 +196,19 @@ def parse(reader: RangeReader, url: str, name: str, settings: Settings) -> Parse
     return parser_pool(settings).parse(reader, head, url=url, name=name, options=options)
 
 
+def preload() -> None:
+    """Import what referencing a file and describing it for STAC use. The CLI and the Functions host
+    import these lazily (quick to start; paid at first use); a batch that knows it will need them
+    loads them in a thread while its first parser process starts."""
+    import numcodecs  # noqa: F401
+    import pystac  # noqa: F401
+    import xarray  # noqa: F401
+    import zarr.core.metadata.v2  # noqa: F401
+
+    import shared.catalog.store  # noqa: F401
+    import shared.chunkrefs  # noqa: F401
+
+
 def ensure_refs_container(request: ReferenceRequest, storage: Storage, settings: Settings) -> None:
     """Create the refs container for a blob source's mapped reference, if missing (CLI and API
     convenience; failures are left for the pipeline to report properly)."""

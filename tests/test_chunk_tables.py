@@ -226,3 +226,40 @@ def test_ranges_fetched_together_share_a_get_when_close():
     assert batches == [[(cluster * (30 << 20), cluster * (30 << 20) + 49 * 1024 + 8) for cluster in range(4)]]
     assert all(reader.read_at(s, 8) == content(s, s + 8) for s in starts[::7])
     assert len(batches) == 1  # everything read was fetched already
+
+
+def test_copied_coordinates_ride_along_with_the_index_reads(tmp_path, monkeypatch):
+    """A CF file's time coordinate (unlimited, so chunked) is copied into the reference. Its chunk goes
+    out with the chunk index's reads instead of in a round trip after them; the reference is the same."""
+    from shared.formats import sniff
+    from shared.virtualize import virtualize
+
+    path = tmp_path / "cf.nc"
+    with h5py.File(path, "w", libver="earliest") as f:  # ~21 MB: large enough to be read by ranges, not whole
+        tas = f.create_dataset("tas", shape=(365, 90, 180), maxshape=(None, 90, 180), chunks=(1, 90, 180), dtype="f4",
+                               compression="gzip")
+        for start in range(0, 365, 73):  # written in pieces, as models write: index leaves spread through the file
+            tas[start:start + 73] = np.random.default_rng(start).random((73, 90, 180), dtype="f4")
+        for name, values in (("lat", np.linspace(-89, 89, 90)), ("lon", np.arange(180) * 2.0)):
+            f[name] = values
+            f[name].make_scale(name)
+        time = f.create_dataset("time", data=np.arange(365) + 0.5, maxshape=(None,), chunks=(512,))  # last: far from the header
+        time.attrs["units"] = "days since 2000-01-01"
+        time.make_scale("time")
+        for axis, name in enumerate(("time", "lat", "lon")):
+            tas.dims[axis].attach_scale(f[name])
+
+    def referenced(riders: bool):
+        reader, log = file_reader(path)
+        head = path.read_bytes()[: 64 << 10]
+        reader.seed(0, head)
+        if not riders:
+            monkeypatch.setattr(reader, "add_riders", lambda ranges: None)
+        result = virtualize(reader, sniff(reader.read_at, reader.size, "cf.nc"), "abfs://c/cf.nc",
+                            inline_threshold=500, max_chunks=10_000, strict=False)
+        return result.reference.to_kerchunk(), log
+
+    with_riders, rounds = referenced(True)
+    without, rounds_without = referenced(False)
+    assert with_riders == without and with_riders["refs"]["time/0"].startswith("base64:")
+    assert len(rounds) == len(rounds_without) - 1, (rounds, rounds_without)
