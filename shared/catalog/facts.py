@@ -124,6 +124,7 @@ def open_root(refs: References, wanted: set[str], fetch: Fetch | None, notes: li
     ``xr.open_dataset(engine="zarr")``: a few coordinate arrays do not need zarr's async store, which
     cost more than everything else a file's item takes (benchmarks/bench_backfill.py)."""
     import xarray as xr
+    from xarray.conventions import decode_cf_variables
 
     budget = MAX_FETCH_BYTES
     chunks: dict[str, bytes] = {}  # wanted arrays' chunk key -> stored bytes
@@ -162,8 +163,12 @@ def open_root(refs: References, wanted: set[str], fetch: Fetch | None, notes: li
         warnings.simplefilter("ignore")  # odd files (repeated dimension names, ...) warn; notes say what matters
         variables = {name: _variable(name, zarray, zattrs, chunks if name in wanted else None)
                      for name, (zarray, zattrs) in arrays.items()}
-        return xr.decode_cf(xr.Dataset(variables, attrs=root if isinstance(root, dict) else {}),
-                            decode_times=False, decode_timedelta=False)
+        # xr.decode_cf's steps, without the pandas index it builds per dimension coordinate (never used here)
+        decoded, attrs, coordinates = decode_cf_variables(variables, root if isinstance(root, dict) else {},
+                                                          decode_times=False, decode_timedelta=False)
+        coordinates = {n for n, v in decoded.items() if n in coordinates or v.dims == (n,)}
+        return xr.Dataset({n: v for n, v in decoded.items() if n not in coordinates}, attrs=attrs,
+                          coords=xr.Coordinates({n: decoded[n] for n in coordinates}, indexes={}))
 
 
 def _variable(name: str, zarray: dict, zattrs: dict, chunks: dict[str, bytes] | None):
@@ -419,7 +424,7 @@ def _time(ds, roles: dict[str, str], wanted: set[str], facts: Facts) -> None:
 
 def decoded_times(ds, name: str, roles: dict[str, str], wanted: set[str]) -> list[datetime]:
     """The decoded values of a time coordinate (and its bounds) as UTC datetimes; [] if undecodable."""
-    import xarray as xr
+    from xarray.conventions import decode_cf_variables
 
     names = [name]
     bounds = _text(ds[name].attrs.get("bounds"))
@@ -428,7 +433,8 @@ def decoded_times(ds, name: str, roles: dict[str, str], wanted: set[str]) -> lis
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            decoded = xr.decode_cf(ds[names], decode_times=True, decode_timedelta=False)
+            decoded, _, _ = decode_cf_variables({n: ds[n].variable for n in names}, {}, decode_times=True,
+                                                decode_timedelta=False)
             values = np.concatenate([np.asarray(decoded[n].values).ravel() for n in names])
     except Exception:  # noqa: BLE001 - odd units, calendars without cftime, overflow: no times rather than wrong ones
         return []
