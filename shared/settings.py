@@ -77,7 +77,7 @@ class Settings(BaseSettings):
     # After the blob trigger writes a reference, read the first chunk of each variable through it and from the
     # original (shared/verify.py); a mismatch removes the reference and records verification_failed.
     verify_after_write: bool = Field(default=False, validation_alias="VERIFY_AFTER_WRITE")
-    # Parser processes kept warm; more files at once wait for one.
+    # At most this many parser processes, kept warm; another starts only when a file has waited (sandbox/pool.py).
     parse_workers: int = Field(default=4, ge=1, le=64, validation_alias="PARSE_WORKERS")
     # The storage queue of the fan-out backfill (`ncrefs backfill --queue` -> the queue trigger), in the data
     # account; the Functions host parks messages that failed every attempt in `<name>-poison`.
