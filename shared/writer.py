@@ -79,7 +79,7 @@ def write_reference(storage: Storage, reference: Reference, target: Location, fm
     first) is removed before the parts change and written last, so a reader finds the old
     reference, none, or the whole new one, never a mixture. The same reference in the other
     format is removed, if this source owns it. ``listed`` (a backfill's listing of the refs container)
-    spares the look-ups of blobs it shows absent, ``looked`` (:func:`look_up`) those already asked; the
+    spares the look-ups of blobs it shows absent, ``looked`` (:class:`ReferenceLookAhead`) those asked ahead; the
     write itself stays conditional on what they said.
     """
     metadata = provenance.metadata()
