@@ -416,12 +416,12 @@ _pools_lock = threading.Lock()
 
 def parser_pool(settings: Settings, size: int | None = None) -> ParserPool:
     """The process-wide pool for these limits (warm workers are shared by every caller);
-    ``size``: its number of workers when it starts here, else it raises them (a backfill with more threads)."""
+    ``size`` raises its number of workers (a backfill with more threads)."""
     limits = Limits.from_settings(settings)
     with _pools_lock:
         pool = _pools.get(limits)
-        if pool is None:  # a backfill sizes it to the machine (a parser costs ~1 s of CPU to start)
-            pool = _pools[limits] = ParserPool(limits, size or settings.parse_workers)
+        if pool is None:
+            pool = _pools[limits] = ParserPool(limits, settings.parse_workers)
         pool.size = max(pool.size, size or 0)
         return pool
 
