@@ -304,9 +304,7 @@ def build(layout: Hdf5Layout, url: str, *, file_size: int, max_chunks: int,
                 continue
             path = f"{prefix}/{key}"
             dims = _dimension_names(dataset, path, node.path, layout.paths, phony_names.get(key))
-            # netCDF-C stores a variable named like a dimension it is not the coordinate of under this
-            # prefix (beside a dimension-only scale of that name) and shows it under its own name.
-            name = key.removeprefix(NON_COORDINATE_PREFIX) or key
+            name = _variable_name(key)
             try:
                 values = attributes(dataset, path)
                 note = packing_note(dataset.dtype, {k: dataset.attrs[k] for k in PACKING if k in values})
@@ -329,6 +327,12 @@ def build(layout: Hdf5Layout, url: str, *, file_size: int, max_chunks: int,
 _NOT_READ = object()  # no manifest read ahead
 
 
+def _variable_name(key: str) -> str:
+    """The name a dataset is shown under: netCDF-C stores a variable named like a dimension it is not the
+    coordinate of under a prefix (beside a dimension-only scale of that name) and shows it under its own name."""
+    return key.removeprefix(NON_COORDINATE_PREFIX) or key
+
+
 def _announce_coordinates(node: _Node, prefix: str, skip, url: str, budget: _Budget, file_size: int,
                           early: dict, announce: Callable[[list[tuple[int, int]]], None]) -> None:
     """Read the chunk indexes of a group's numeric 1-D dimension scales first (usually a node or two in
@@ -337,7 +341,7 @@ def _announce_coordinates(node: _Node, prefix: str, skip, url: str, budget: _Bud
     for key, dataset in node.datasets.items():
         if key in skip or dataset.ndim != 1 or dataset.dtype.kind not in "iuf" or not h5py.h5ds.is_scale(dataset.id):
             continue
-        path = f"{prefix}/{key.removeprefix(NON_COORDINATE_PREFIX) or key}"
+        path = f"{prefix}/{_variable_name(key)}"
         try:
             manifest = _chunk_manifest(url, dataset, vz_hdf._chunk_shape(dataset), path.lstrip("/"), budget, file_size)
         except Exception:  # noqa: BLE001 - read again in its turn
